@@ -1,0 +1,191 @@
+"""DQN (Mnih et al. 2015) with stable-baselines3, one optimizer role: ``q``.
+
+The arm's spec for ``q`` (class, kwargs, schedule, clipping, Lookahead) is what trains the
+Q-network, from the first step to the last and across save/load (see agents/sb3_roles.py).
+The TD loss is a setting, because the optimizer effect depends on it (Obando-Ceron & Castro
+2021, §5.4: with RMSprop Huber beats MSE, Adam+MSE beats both).
+
+Run: ``python -m suite run quickstart`` (configs/quickstart.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from stable_baselines3 import DQN
+
+from agents.common import (
+    EvalAndCheckpoint,
+    eval_seed,
+    final_metrics,
+    make_env,
+    save_sb3_checkpoint,
+)
+from agents.sb3_roles import RoleOptimizers
+from suite.optimizers import OptimizerSpec
+from suite.result import Result
+from suite.runner import Diverged, RunContext
+
+
+@dataclass
+class Config:
+    """DQN task settings (the ``task`` and ``budgets`` keys of an experiment file)."""
+
+    env_id: str = "CartPole-v1"
+    """gymnasium id; MinAtar and ALE ids are registered on demand."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """passed to gymnasium.make (sticky actions, frame skip, ...), recorded with the run."""
+    total_timesteps: int = 50_000
+    """environment steps of training."""
+    buffer_size: int = 100_000
+    learning_starts: int = 1_000
+    batch_size: int = 64
+    gamma: float = 0.99
+    train_freq: int = 4
+    """environment steps between updates."""
+    gradient_steps: int = 1
+    """gradient steps per update."""
+    target_update_interval: int = 1_000
+    """environment steps between target-network copies."""
+    exploration_fraction: float = 0.1
+    exploration_final_eps: float = 0.05
+    loss: Literal["huber", "mse"] = "huber"
+    """TD loss: Huber (Nature DQN's clipped TD error) or squared error."""
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """hidden layer sizes of the MLP Q-network."""
+    eval_every: int = 5_000
+    """environment steps between greedy evaluations (and checkpoints)."""
+    eval_episodes: int = 5
+    final_evals: int = 3
+    """the final return is the mean over this many last evaluations."""
+    return_threshold: float | None = None
+    """if set, steps to reach this eval return are recorded (censored when never reached)."""
+
+    def validate(self) -> None:
+        for name in (
+            "total_timesteps",
+            "buffer_size",
+            "batch_size",
+            "train_freq",
+            "gradient_steps",
+            "target_update_interval",
+            "eval_every",
+            "eval_episodes",
+            "final_evals",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError("gamma must be in [0, 1]")
+
+
+def roles(config: Config) -> tuple[str, ...]:
+    return ("q",)
+
+
+def td_loss(current_q: torch.Tensor, target_q: torch.Tensor, loss: str) -> torch.Tensor:
+    """Huber (smooth L1, delta 1: the gradient of TD errors beyond +-1 is clipped, as in Nature
+    DQN's "error clipping") or mean squared TD error."""
+    if loss == "huber":
+        return F.smooth_l1_loss(current_q, target_q)
+    return F.mse_loss(current_q, target_q)
+
+
+class SuiteDQN(RoleOptimizers, DQN):
+    """SB3 DQN whose ``q`` optimizer comes from the arm's spec and whose TD loss is a setting."""
+
+    def __init__(self, *args, role_specs: dict | None = None, loss: str = "huber", **kwargs):
+        self.role_specs, self.loss = role_specs, loss
+        super().__init__(*args, **kwargs)
+
+    def role_parameters(self):
+        return {"q": ("policy.optimizer", list(self.q_net.parameters()), [self.q_net])}
+
+    def trainable_parameters(self):
+        return list(self.q_net.parameters())
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """SB3's DQN update with the loss as a setting; clipping is the role's own (in step)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        losses = []
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            discounts = data.discounts if data.discounts is not None else self.gamma
+            with torch.no_grad():
+                next_q = self.q_net_target(data.next_observations).max(dim=1).values.reshape(-1, 1)
+                target_q = data.rewards + (1 - data.dones) * discounts * next_q
+            current_q = torch.gather(self.q_net(data.observations), 1, data.actions.long())
+            loss = td_loss(current_q, target_q, self.loss)
+            if not torch.isfinite(loss):
+                raise Diverged(self.num_timesteps, "TD loss")
+            losses.append(loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", float(np.mean(losses)))
+
+
+def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, device: str) -> SuiteDQN:
+    return SuiteDQN(
+        "MlpPolicy",
+        env,
+        role_specs={role: spec.to_dict() for role, spec in specs.items()},
+        loss=config.loss,
+        learning_rate=specs["q"].lr,  # SB3 logs it; the RoleOptimizer owns the real lr
+        buffer_size=config.buffer_size,
+        learning_starts=config.learning_starts,
+        batch_size=config.batch_size,
+        gamma=config.gamma,
+        train_freq=config.train_freq,
+        gradient_steps=config.gradient_steps,
+        target_update_interval=config.target_update_interval,
+        exploration_fraction=config.exploration_fraction,
+        exploration_final_eps=config.exploration_final_eps,
+        policy_kwargs={"net_arch": list(config.net_arch)},
+        seed=seed,
+        device=device,
+        verbose=0,
+    )
+
+
+def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:
+    env = make_env(config.env_id, ctx.seed, config.env_kwargs)
+    eval_env = make_env(config.env_id, eval_seed(ctx.seed), config.env_kwargs)
+    state = ctx.load_checkpoint()
+    if state is None:
+        model = build(config, specs, env, ctx.seed, ctx.device)
+    else:
+        model = SuiteDQN.load(ctx.run_dir / state["files"]["model"], env=env, device=ctx.device)
+        model.load_replay_buffer(ctx.run_dir / state["files"]["replay"])
+    callback = EvalAndCheckpoint(
+        ctx,
+        eval_env,
+        config.total_timesteps,
+        config.eval_every,
+        config.eval_episodes,
+        save=lambda m: save_sb3_checkpoint(ctx, m, replay=True),
+    )
+    callback.next_eval = (model.num_timesteps // config.eval_every + 1) * config.eval_every
+    model.learn(
+        config.total_timesteps - model.num_timesteps,
+        callback=callback,
+        reset_num_timesteps=state is None,
+    )
+    optimizer = model.policy.optimizer
+    details = {
+        "env_kwargs": config.env_kwargs,
+        "q_optimizer": type(optimizer.inner).__name__,
+        "q_lr_final": optimizer.lr,
+        "q_optimizer_steps": optimizer.steps,
+    }
+    metrics = final_metrics(
+        ctx.curves, config.total_timesteps, config.final_evals, config.return_threshold
+    )
+    return ctx.result(metrics, details=details)

@@ -1,0 +1,215 @@
+"""Command line: ``python -m suite run|list|show|report``.
+
+Bad input (a malformed file, unknown key, wrong type, unknown optimizer/role/kwarg, a bad
+``--set``) prints one line naming the file, key and valid choices, exits with status 2, and
+starts nothing: every check runs before the first run is launched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from suite.errors import ConfigError, ResultsError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (status 2), like a config error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "experiment",
+        help="a name from `suite list experiments`, or a path to your own experiment file (.yaml)",
+    )
+    parser.add_argument(
+        "--budget",
+        default="quick",
+        choices=("smoke", "quick", "full"),
+        help="smoke: seconds (tests); quick: minutes; full: the documented budget (default: quick)",
+    )
+    parser.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the file's seeds")
+    parser.add_argument("--arms", help="comma-separated subset of arms to run")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any key of the experiment file, e.g. "
+        "--set arms.adam.q.lr=1e-4 or --set task.total_timesteps=20000 "
+        "(value parsed as YAML, then type-checked); repeatable",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="suite",
+        description="Which optimizer belongs with which model: run "
+        "per-role optimizer comparisons over seeds and check documented claims.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    run = verbs.add_parser(
+        "run",
+        help="run every unfinished run of an experiment (resumes)",
+        description="Expand arms x seeds into runs and run the unfinished "
+        "ones; finished runs are skipped, interrupted runs resume from their "
+        "last checkpoint.",
+    )
+    _add_experiment_options(run)
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs in parallel processes (default: the number of CPU cores)",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per run (default 1: small RL networks run fastest so)",
+    )
+    run.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: cuda if available, else cpu",
+    )
+    run.add_argument("--results", default="results", help="results directory (default ./results)")
+    run.add_argument("--no-report", action="store_true", help="skip the summary table at the end")
+
+    listing = verbs.add_parser("list", help="list experiments, optimizers, schedules, runs, claims")
+    listing.add_argument(
+        "what", choices=("experiments", "optimizers", "schedules", "runs", "claims")
+    )
+    listing.add_argument("--results", default="results", help="results directory (for runs)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    show = verbs.add_parser("show", help="print an experiment's resolved config")
+    _add_experiment_options(show)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+
+    report = verbs.add_parser("report", help="summarize an experiment's results")
+    _add_experiment_options(report)
+    report.add_argument("--results", default="results", help="results directory")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _load(args) -> Any:
+    from suite.config import load_experiment
+
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"need at least 1 seed, got {args.seeds}", key="--seeds")
+    return load_experiment(args.experiment, args.budget, args.overrides, args.seeds, arms)
+
+
+def cmd_run(args) -> int:
+    from suite.progress import make_display
+    from suite.report import print_summary
+    from suite.runner import expand, resolve_device, run_grid
+    from suite.store import Store
+
+    experiment = _load(args)
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1 or args.threads < 1:
+        raise ConfigError("must be >= 1", key="--workers" if workers < 1 else "--threads")
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as error:
+        raise ConfigError(str(error), key="--device") from None
+    runs = expand(experiment)
+    store = Store(args.results)
+    print(
+        f"{experiment.name} [{experiment.budget} budget]: {len(experiment.arms)} arms x "
+        f"{len(experiment.seeds)} seeds = {len(runs)} runs on {device}, {workers} workers "
+        f"-> {store.root}",
+        flush=True,
+    )
+    counts = run_grid(runs, store, workers, device, args.threads, make_display())
+    print("runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    if not args.no_report:
+        print_summary(experiment, store)
+    return 0 if not counts.get("failed") else 1
+
+
+def cmd_list(args) -> int:
+    from suite import listing
+
+    rows = listing.LISTINGS[args.what](args)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        listing.print_rows(rows)
+    return 0
+
+
+def cmd_show(args) -> int:
+    from suite.config import run_command
+
+    experiment = _load(args)
+    resolved = {
+        "experiment": experiment.name,
+        "file": str(experiment.path),
+        "command": run_command(experiment.path),
+        "trainer": experiment.trainer,
+        "budget": experiment.budget,
+        "description": experiment.description,
+        "task": asdict(experiment.task),
+        "seeds": experiment.seeds,
+        "arms": {
+            arm: {role: spec.to_dict() for role, spec in specs.items()}
+            for arm, specs in experiment.arms.items()
+        },
+        "metrics": experiment.metrics,
+        "claims": experiment.claims,
+    }
+    if args.json:
+        print(json.dumps(resolved, indent=2))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(resolved, sort_keys=False, width=100), end="")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from suite.report import print_summary, summary_data
+    from suite.store import Store
+
+    experiment = _load(args)
+    store = Store(args.results)
+    if args.json:
+        print(json.dumps(summary_data(experiment, store), indent=2))
+    else:
+        print_summary(experiment, store)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.verb](args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ResultsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130

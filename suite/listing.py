@@ -1,0 +1,107 @@
+"""What ``suite list`` prints: experiments, optimizers, schedules, runs, claims."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+
+def experiments(args) -> list[dict[str, Any]]:
+    from suite.config import CONFIG_DIR, experiment_names, read_yaml, run_command
+
+    rows = []
+    for name in experiment_names():
+        path = CONFIG_DIR / f"{name}.yaml"
+        raw = read_yaml(path)
+        budgets = raw.get("budgets", {}) if isinstance(raw, dict) else {}
+        rows.append(
+            {
+                "experiment": name,
+                "trainer": raw.get("trainer"),
+                "arms": ",".join(raw.get("arms", {})),
+                "budgets": ",".join(budgets),
+                "command": run_command(path),
+            }
+        )
+    return rows
+
+
+def _signature(callable_, skip: set[str]) -> str:
+    try:
+        parameters = inspect.signature(callable_).parameters.values()
+    except (TypeError, ValueError):
+        return ""
+    return ", ".join(str(p) for p in parameters if p.name not in skip)
+
+
+def optimizers(args) -> list[dict[str, Any]]:
+    from suite.optimizers import OPTIMIZERS, optimizer_class
+
+    rows = []
+    for name in OPTIMIZERS:
+        cls = optimizer_class(name)
+        rows.append(
+            {
+                "optimizer": name,
+                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "kwargs": _signature(cls.__init__, {"self", "params", "lr", "modules"}),
+            }
+        )
+    return rows
+
+
+def schedules(args) -> list[dict[str, Any]]:
+    from suite.optimizers import SCHEDULES
+
+    return [
+        {
+            "schedule": name,
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "kwargs": _signature(cls.__init__, {"self", "optimizer", "last_epoch", "verbose"}),
+        }
+        for name, cls in SCHEDULES.items()
+    ]
+
+
+def runs(args) -> list[dict[str, Any]]:
+    from suite.store import Store
+
+    keep = ("run_id", "experiment", "budget", "arm", "seed", "status", "path")
+    return [{k: row[k] for k in keep} for row in Store(args.results).rows()]
+
+
+def claims(args) -> list[dict[str, Any]]:
+    from suite.config import CONFIG_DIR, experiment_names, read_yaml
+
+    rows = []
+    for name in experiment_names():
+        raw = read_yaml(CONFIG_DIR / f"{name}.yaml")
+        for claim in raw.get("claims") or []:
+            rows.append(
+                {
+                    "claim": claim.get("id"),
+                    "experiment": name,
+                    "statement": claim.get("statement", ""),
+                }
+            )
+    return rows
+
+
+LISTINGS = {
+    "experiments": experiments,
+    "optimizers": optimizers,
+    "schedules": schedules,
+    "runs": runs,
+    "claims": claims,
+}
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    columns = list(rows[0])
+    widths = {c: min(60, max(len(c), *(len(str(r[c])) for r in rows))) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c])[: widths[c]].ljust(widths[c]) for c in columns))

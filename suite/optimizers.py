@@ -1,0 +1,332 @@
+"""The optimizer and schedule tables, the role spec, and the optimizer each role trains with.
+
+A *spec* says how one role (``q``, ``generator``, ``critic``, ...) is optimized: optimizer name,
+learning rate, that optimizer's own keyword arguments, an optional schedule (stepped once per
+optimizer step), optional gradient clipping by global norm, and an optional Lookahead wrapper.
+
+``build_role_optimizer(role, spec, params, modules)`` turns a spec into a ``RoleOptimizer``: the
+one object a trainer calls ``zero_grad()`` and ``step()`` on. It clips, steps and advances the
+schedule in that order, and its ``state_dict`` holds all three, so a resumed run continues the
+same schedule.
+
+List what is available with ``python -m suite list optimizers`` and ``list schedules``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler
+
+from suite.errors import ConfigError
+from suite.extra_optimizers import KFAC, Lookahead, RMSpropDeepMind
+
+
+def _pytorch_optimizer(name: str):
+    """Classes from the pytorch-optimizer package, imported on first use (the import is slow)."""
+
+    def load():
+        return getattr(importlib.import_module("pytorch_optimizer"), name)
+
+    return load
+
+
+# name -> optimizer class (or a loader for a slow-to-import one). Written by hand: this is the
+# whole list, and `suite list optimizers` prints it.
+OPTIMIZERS: dict[str, Any] = {
+    "sgd": torch.optim.SGD,  # momentum, nesterov via kwargs
+    "adagrad": torch.optim.Adagrad,
+    "adadelta": torch.optim.Adadelta,
+    "rmsprop": torch.optim.RMSprop,  # alpha, centered, momentum; eps sits outside the sqrt
+    "rmsprop_deepmind": RMSpropDeepMind,  # Nature DQN: centered, 0.01 inside the sqrt
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "nadam": torch.optim.NAdam,
+    "radam": torch.optim.RAdam,
+    "adamax": torch.optim.Adamax,
+    "adafactor": torch.optim.Adafactor,
+    "lamb": _pytorch_optimizer("Lamb"),
+    "adabelief": _pytorch_optimizer("AdaBelief"),
+    "kfac": KFAC,  # needs the role's modules, see suite/extra_optimizers.py
+}
+
+
+class WarmupCosineLR(lr_scheduler.LRScheduler):
+    """Linear warm-up from ``lr / warmup_steps`` to ``lr``, then cosine decay to ``eta_min``.
+
+    The schedule of Goyal et al. 2017 (warm-up, §2.2) followed by Loshchilov & Hutter 2017 (SGDR,
+    cosine without restarts); closed form, so its state_dict is plain numbers.
+
+    :param warmup_steps: optimizer steps of linear warm-up.
+    :param total_steps: optimizer steps at which the cosine reaches ``eta_min``.
+    :param eta_min: final learning rate.
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        warmup_steps: int,
+        total_steps: int,
+        eta_min: float = 0.0,
+        last_epoch: int = -1,
+    ):
+        if not 0 <= warmup_steps < total_steps:
+            raise ValueError(
+                f"need 0 <= warmup_steps < total_steps, got {warmup_steps}, {total_steps}"
+            )
+        self.warmup_steps, self.total_steps, self.eta_min = warmup_steps, total_steps, eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        if step < self.warmup_steps:
+            return [base * (step + 1) / self.warmup_steps for base in self.base_lrs]
+        progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return [self.eta_min + (base - self.eta_min) * cosine for base in self.base_lrs]
+
+
+# name -> scheduler class; arguments are the torch ones, counted in optimizer steps.
+SCHEDULES: dict[str, type] = {
+    "step": lr_scheduler.StepLR,
+    "multistep": lr_scheduler.MultiStepLR,
+    "exponential": lr_scheduler.ExponentialLR,
+    "linear": lr_scheduler.LinearLR,
+    "cyclic": lr_scheduler.CyclicLR,
+    "onecycle": lr_scheduler.OneCycleLR,
+    "cosine": lr_scheduler.CosineAnnealingLR,
+    "warmup_cosine": WarmupCosineLR,
+}
+
+
+@dataclass
+class ScheduleSpec:
+    """A learning-rate schedule: a name from SCHEDULES and its torch keyword arguments."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LookaheadSpec:
+    """Lookahead (Zhang et al. 2019): every ``k`` steps, move slow weights ``alpha`` of the way."""
+
+    k: int = 5
+    alpha: float = 0.5
+
+
+@dataclass
+class OptimizerSpec:
+    """How one role is optimized.
+
+    :param optimizer: a name from OPTIMIZERS, or ``package.module:ClassName`` for your own class.
+    :param lr: learning rate (before any schedule).
+    :param kwargs: the optimizer's own keyword arguments, checked against its signature.
+    :param schedule: optional schedule, stepped once per optimizer step.
+    :param clip_grad_norm: optional global-norm gradient clipping over this role's parameters.
+    :param lookahead: optional Lookahead wrapper around the optimizer.
+    """
+
+    optimizer: str
+    lr: float
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    schedule: ScheduleSpec | None = None
+    clip_grad_norm: float | None = None
+    lookahead: LookaheadSpec | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CUSTOM_NAME = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def optimizer_class(name: str) -> type:
+    """The class a spec's ``optimizer`` names; ConfigError listing the choices if unknown."""
+    if name in OPTIMIZERS:
+        entry = OPTIMIZERS[name]
+        return entry if isinstance(entry, type) else entry()
+    if _CUSTOM_NAME.match(name):
+        # A user's own class, imported only because the config names it explicitly.
+        module_name, class_name = name.split(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as error:
+            raise ConfigError(
+                f"cannot import optimizer {name!r}: {error}", key="optimizer"
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise ConfigError(f"{name!r} is not a torch.optim.Optimizer subclass", key="optimizer")
+        return cls
+    raise ConfigError(
+        f"unknown optimizer {name!r}",
+        key="optimizer",
+        choices=[*OPTIMIZERS, "package.module:ClassName"],
+    )
+
+
+def _check_kwargs(callable_, kwargs: dict[str, Any], skip: set[str], key: str) -> None:
+    """Unknown keyword arguments are errors that list the valid ones (from the signature)."""
+    parameters = inspect.signature(callable_).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [n for n, p in parameters.items() if n not in skip and p.kind is not p.VAR_POSITIONAL]
+    for name in kwargs:
+        if name not in valid:
+            raise ConfigError(f"unknown argument {name!r}", key=f"{key}.{name}", choices=valid)
+
+
+def validate_spec(spec: OptimizerSpec) -> None:
+    """Check a spec completely before any training: names, kwargs, values.
+
+    Beyond the signatures, the optimizer and its schedule are built once on a dummy parameter,
+    so that a bad value (a negative lr, betas out of range, CyclicLR momentum cycling on Adam)
+    fails now and not an hour into a grid.
+    """
+    cls = optimizer_class(spec.optimizer)
+    _check_kwargs(cls.__init__, spec.kwargs, {"self", "params", "lr", "modules"}, "kwargs")
+    if not (isinstance(spec.lr, (int, float)) and math.isfinite(spec.lr) and spec.lr >= 0):
+        raise ConfigError(f"lr must be a finite number >= 0, got {spec.lr!r}", key="lr")
+    if spec.clip_grad_norm is not None and not spec.clip_grad_norm > 0:
+        raise ConfigError(f"must be > 0, got {spec.clip_grad_norm!r}", key="clip_grad_norm")
+    if spec.schedule is not None:
+        if spec.schedule.name not in SCHEDULES:
+            raise ConfigError(
+                f"unknown schedule {spec.schedule.name!r}",
+                key="schedule.name",
+                choices=list(SCHEDULES),
+            )
+        _check_kwargs(
+            SCHEDULES[spec.schedule.name].__init__,
+            spec.schedule.kwargs,
+            {"self", "optimizer", "last_epoch", "verbose"},
+            "schedule.kwargs",
+        )
+    if spec.lookahead is not None and not (spec.lookahead.k >= 1 and 0 < spec.lookahead.alpha <= 1):
+        raise ConfigError("needs k >= 1 and 0 < alpha <= 1", key="lookahead")
+    probe = nn.Linear(2, 2)
+    try:
+        build_role_optimizer("probe", spec, list(probe.parameters()), [probe])
+    except (ValueError, TypeError, RuntimeError, KeyError) as error:
+        raise ConfigError(
+            f"{spec.optimizer} rejects these settings: {error}", key="kwargs"
+        ) from None
+
+
+class RoleOptimizer:
+    """One role's optimizer as the suite runs it: clip, step, then advance the schedule.
+
+    It is what trainers call ``zero_grad()`` / ``step()`` on, and what stable-baselines3 policies
+    hold as ``.optimizer`` (see agents/sb3_roles.py), so ``param_groups``, ``state_dict`` and
+    ``load_state_dict`` behave like a torch optimizer's.
+    """
+
+    def __init__(self, role: str, spec: OptimizerSpec, optimizer, scheduler, params: list):
+        self.role, self.spec = role, spec
+        self.optimizer, self.scheduler, self.params = optimizer, scheduler, params
+        self.steps = 0
+        self.last_grad_norm = float("nan")
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.optimizer.param_groups
+
+    @property
+    def state(self):
+        return self.optimizer.state
+
+    @property
+    def lr(self) -> float:
+        return float(self.param_groups[0]["lr"])
+
+    @property
+    def inner(self) -> torch.optim.Optimizer:
+        """The torch optimizer itself (inside Lookahead if there is one)."""
+        return getattr(self.optimizer, "inner", self.optimizer)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None):
+        if self.spec.clip_grad_norm is not None:
+            norm = nn.utils.clip_grad_norm_(self.params, self.spec.clip_grad_norm)
+            self.last_grad_norm = float(norm)
+        loss = self.optimizer.step(closure)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.steps += 1
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Restore optimizer, schedule and step count (``strict`` is accepted because
+        stable-baselines3 passes it to everything that is not a torch Optimizer)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.steps = int(state.get("steps", 0))
+
+    def __repr__(self) -> str:
+        return f"RoleOptimizer({self.role}: {type(self.inner).__name__}, lr={self.lr:g})"
+
+
+def build_role_optimizer(
+    role: str,
+    spec: OptimizerSpec,
+    params: Iterable[torch.Tensor],
+    modules: Iterable[nn.Module] | None = None,
+) -> RoleOptimizer:
+    """Build the optimizer, schedule and wrappers a spec describes over one role's parameters.
+
+    :param params: the role's parameters (exactly these, see ``check_roles``).
+    :param modules: the role's modules, needed by optimizers that precondition per layer (K-FAC).
+    """
+    params = [p for p in params if p.requires_grad]
+    cls = optimizer_class(spec.optimizer)
+    kwargs = dict(spec.kwargs)
+    if getattr(cls, "requires_modules", False):
+        if not modules:
+            raise ConfigError(
+                f"{spec.optimizer} needs modules, and role {role!r} has none", key="optimizer"
+            )
+        kwargs["modules"] = list(modules)
+    optimizer = cls(params, lr=spec.lr, **kwargs)
+    scheduler = None
+    if spec.schedule is not None:
+        # The schedule is attached to the inner optimizer: torch schedulers need an Optimizer,
+        # and Lookahead shares the inner optimizer's param_groups, so the lr it sees follows.
+        scheduler = SCHEDULES[spec.schedule.name](optimizer, **spec.schedule.kwargs)
+    if spec.lookahead is not None:
+        optimizer = Lookahead(optimizer, k=spec.lookahead.k, alpha=spec.lookahead.alpha)
+    return RoleOptimizer(role, spec, optimizer, scheduler, params)
+
+
+def check_roles(role_params: dict[str, list[torch.Tensor]], model_params: Iterable[torch.Tensor]):
+    """Assert the roles' parameter sets are disjoint and together cover the model's parameters.
+
+    The nanoGPT ``configure_optimizers`` habit: every trainable parameter is optimized by exactly
+    one role.
+    """
+    owner: dict[int, str] = {}
+    for role, params in role_params.items():
+        for p in params:
+            if id(p) in owner:
+                raise AssertionError(f"a parameter is in roles {owner[id(p)]!r} and {role!r}")
+            owner[id(p)] = role
+    missing = [tuple(p.shape) for p in model_params if p.requires_grad and id(p) not in owner]
+    if missing:
+        raise AssertionError(f"parameters in no role: shapes {missing}")

@@ -1,0 +1,85 @@
+"""The records every trainer shares: what a run is (RunSpec) and what it produced (Result).
+
+Reports read only ``Result`` files, so every figure in a report traces back to one run with its
+config, seed, package versions and hardware.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUSES = ("pending", "running", "done", "diverged", "failed")
+FINISHED = ("done", "diverged")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid: an arm of an experiment at one budget and seed."""
+
+    experiment: str
+    arm: str
+    seed: int
+    budget: str
+    trainer: str
+    task: dict[str, Any]  # the trainer's resolved Config, as a dict
+    optimizers: dict[str, dict[str, Any]]  # role -> resolved OptimizerSpec, as a dict
+
+    @property
+    def run_id(self) -> str:
+        """Stable id: a hash of the resolved config and seed (same config -> same run)."""
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm}/seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "run_id": self.run_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        return cls(**{k: v for k, v in data.items() if k != "run_id"})
+
+
+@dataclass
+class Result:
+    """What one run produced. Curves are lists of [step, value]; metric keys are ``split/name``.
+
+    :param status: ``done``, ``diverged`` (NaN/inf loss or parameters, at ``diverged_at_step``)
+        or ``failed`` (an exception, in ``error``). Diverged runs are results, never dropped.
+    :param details: trainer-specific facts a report needs (metric settings, env settings).
+    :param artifacts: files in the run directory (sample grids), relative paths.
+    """
+
+    run_id: str
+    experiment: str
+    arm: str
+    seed: int
+    budget: str
+    trainer: str
+    task: dict[str, Any]
+    optimizers: dict[str, dict[str, Any]]
+    status: str = "done"
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
+    diverged_at_step: int | None = None
+    error: str | None = None
+    wall_time_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    peak_gpu_mb: float | None = None
+    device: str = "cpu"
+    environment: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})

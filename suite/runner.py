@@ -1,0 +1,358 @@
+"""The runner: expand an experiment into arms x seeds runs and run each unfinished one.
+
+Each run executes in its own spawned process (``--workers N`` at a time, one torch thread each
+unless told otherwise): a crash or an out-of-memory kill fails that run and not the grid, and the
+peak memory recorded is that run's own. A run claims itself in the index before it starts and
+writes ``result.json`` last, so running the same command again skips finished runs and resumes
+interrupted ones from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import os
+import queue as queue_module
+import resource
+import signal
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from suite.config import Experiment
+from suite.result import FINISHED, Result, RunSpec
+from suite.store import Store, owner_id, write_atomic
+
+HEARTBEAT_EVERY_S = 60.0
+PROGRESS_EVERY_S = 0.5
+
+
+class Diverged(Exception):
+    """A loss or parameter became NaN/inf: the run is recorded as diverged at ``step``."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"{what} is not finite at step {step}")
+        self.step, self.what = step, what
+
+
+def expand(experiment: Experiment) -> list[RunSpec]:
+    """Arms x seeds, in arm order then seed order."""
+    task = asdict(experiment.task)
+    return [
+        RunSpec(
+            experiment=experiment.name,
+            arm=arm,
+            seed=seed,
+            budget=experiment.budget,
+            trainer=experiment.trainer,
+            task=task,
+            optimizers={role: spec.to_dict() for role, spec in specs.items()},
+        )
+        for arm, specs in experiment.arms.items()
+        for seed in experiment.seeds
+    ]
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    return device
+
+
+class RunContext:
+    """What a trainer gets besides its config: seed, device, run directory, and the hooks to
+    record curves, report progress, check for divergence and checkpoint."""
+
+    def __init__(
+        self,
+        run: RunSpec,
+        run_dir: Path,
+        device: str,
+        events=None,
+        store: Store | None = None,
+        owner: str = "",
+    ):
+        self.run, self.run_dir, self.device, self.seed = run, run_dir, device, run.seed
+        self.curves: dict[str, list[list[float]]] = {}
+        self.elapsed_before_s = 0.0
+        self.started = time.perf_counter()
+        self._events, self._store, self._owner = events, store, owner
+        self._parent = os.getppid()
+        self._last_progress = self._last_heartbeat = 0.0
+        self._log = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def record(self, step: int, metrics: dict[str, float]) -> None:
+        """Append ``metrics`` at ``step`` to the curves, the log and the live display."""
+        for name, value in metrics.items():
+            self.curves.setdefault(name, []).append([int(step), float(value)])
+        self.log(f"step {step}: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
+        self._send("progress", step=int(step), metrics={k: float(v) for k, v in metrics.items()})
+
+    def progress(self, step: int, total: int) -> None:
+        """Tell the display how far the run is (rate-limited, cheap to call every step)."""
+        now = time.perf_counter()
+        if now - self._last_progress >= PROGRESS_EVERY_S:
+            self._last_progress = now
+            self._send("progress", step=int(step), total=int(total))
+        if self._store is not None and now - self._last_heartbeat >= HEARTBEAT_EVERY_S:
+            self._last_heartbeat = now
+            self._store.heartbeat(self.run.run_id, self._owner)
+        if self._events is not None and os.getppid() != self._parent:
+            # The `suite run` that started us is gone (killed): stop and give the run back, so
+            # the next command resumes it instead of an orphan training on unseen.
+            raise KeyboardInterrupt
+
+    def check_finite(self, step: int, **values: float) -> None:
+        """Raise Diverged if any named value (a loss, a parameter norm) is NaN or inf."""
+        for name, value in values.items():
+            if not _finite(value):
+                raise Diverged(step, name)
+
+    def log(self, message: str) -> None:
+        self._log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+        self._log.flush()
+
+    def _send(self, kind: str, **payload: Any) -> None:
+        if self._events is not None:
+            self._events.put((kind, self.run.run_id, payload))
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def elapsed_s(self) -> float:
+        return self.elapsed_before_s + time.perf_counter() - self.started
+
+    def save_checkpoint(self, state: dict[str, Any], name: str = "checkpoint.pt") -> None:
+        """Save ``state`` (tensors, numbers, strings, lists, dicts) with the curves, atomically."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({"state": state, "curves": self.curves, "elapsed_s": self.elapsed_s()}, buffer)
+        write_atomic(self.run_dir / name, buffer.getvalue())
+
+    def load_checkpoint(self, name: str = "checkpoint.pt") -> dict[str, Any] | None:
+        """The last saved state (curves restored), or None when the run starts fresh."""
+        import torch
+
+        path = self.run_dir / name
+        if not path.exists():
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        self.curves = saved["curves"]
+        self.elapsed_before_s = float(saved["elapsed_s"])
+        self.started = time.perf_counter()
+        self.log(f"resumed from {name}")
+        return saved["state"]
+
+    # --- the result --------------------------------------------------------------------------
+
+    def result(
+        self,
+        metrics: dict[str, float],
+        details: dict[str, Any] | None = None,
+        artifacts: dict[str, str] | None = None,
+        status: str = "done",
+    ) -> Result:
+        run = self.run
+        return Result(
+            run_id=run.run_id,
+            experiment=run.experiment,
+            arm=run.arm,
+            seed=run.seed,
+            budget=run.budget,
+            trainer=run.trainer,
+            task=run.task,
+            optimizers=run.optimizers,
+            status=status,
+            metrics={k: float(v) for k, v in metrics.items()},
+            curves=self.curves,
+            device=self.device,
+            details=details or {},
+            artifacts=artifacts or {},
+        )
+
+    def close(self) -> None:
+        self._log.close()
+
+
+def _finite(value: Any) -> bool:
+    import math
+
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return bool(torch.isfinite(value).all())
+    return math.isfinite(float(value))
+
+
+def _peak_memory(device: str) -> tuple[float, float | None]:
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    gpu_mb = None
+    if device.startswith("cuda"):
+        import torch
+
+        gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+    return rss_mb, gpu_mb
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def execute_run(
+    run_data: dict[str, Any], results_root: str, device: str, threads: int, events=None
+) -> str:
+    """Run one run in this process: claim, train, write the result. Returns the status."""
+    import torch
+
+    from suite.config import from_dict
+    from suite.optimizers import OptimizerSpec
+    from suite.provenance import environment
+    from suite.trainers import trainer_module
+
+    torch.set_num_threads(threads)
+    run = RunSpec.from_dict(run_data)
+    store, owner = Store(results_root), owner_id()
+    if not store.claim(run.run_id, owner):
+        return "skipped"
+    module = trainer_module(run.trainer)
+    config = from_dict(module.Config, run.task, "task")
+    specs = {role: from_dict(OptimizerSpec, spec, role) for role, spec in run.optimizers.items()}
+    ctx = RunContext(run, store.run_dir(run), device, events, store, owner)
+    ctx._send("start", label=run.label, pid=os.getpid())
+    try:
+        result = module.train(config, specs, ctx)
+    except KeyboardInterrupt:
+        ctx.log("interrupted; the next identical command resumes from the last checkpoint")
+        store.release(run.run_id, owner)
+        ctx.close()
+        raise
+    except Diverged as diverged:
+        ctx.log(f"diverged: {diverged}")
+        result = ctx.result({}, status="diverged")
+        result.diverged_at_step, result.error = diverged.step, str(diverged)
+    except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
+        ctx.log(traceback.format_exc())
+        result = ctx.result({}, status="failed")
+        result.error = _one_line(error)
+    result.wall_time_s = ctx.elapsed_s()
+    result.peak_rss_mb, result.peak_gpu_mb = _peak_memory(device)
+    result.environment = environment(device)
+    store.save_result(run, result)
+    store.finish(run.run_id, result.status, owner)
+    ctx._send(
+        "end",
+        status=result.status,
+        metrics=result.metrics,
+        wall_time_s=result.wall_time_s,
+        error=result.error,
+    )
+    ctx.close()
+    return result.status
+
+
+def _one_line(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    if "out of memory" in text.lower():
+        text = f"out of memory: {text}"
+    return text.replace("\n", " ")[:500]
+
+
+def _child_main(run_data, results_root, device, threads, events):
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
+    try:
+        execute_run(run_data, results_root, device, threads, events)
+    except KeyboardInterrupt:
+        os._exit(130)
+
+
+def _record_crash(store: Store, run: RunSpec, exitcode: int) -> None:
+    """A worker that died without writing its result (killed, out of memory): record a failure."""
+    rows = {r["run_id"]: r for r in store.rows(run.experiment, run.budget)}
+    row = rows.get(run.run_id)
+    if row is None or row["status"] in FINISHED or row["status"] == "failed":
+        return
+    cause = f"signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
+    result = Result(
+        run_id=run.run_id,
+        experiment=run.experiment,
+        arm=run.arm,
+        seed=run.seed,
+        budget=run.budget,
+        trainer=run.trainer,
+        task=run.task,
+        optimizers=run.optimizers,
+        status="failed",
+        error=f"worker process died ({cause}; out of memory?)",
+    )
+    store.save_result(run, result)
+    store.finish(run.run_id, "failed", row["owner"] or "")
+
+
+def run_grid(
+    runs: list[RunSpec], store: Store, workers: int, device: str, threads: int, display
+) -> dict[str, int]:
+    """Run every unfinished run, ``workers`` processes at a time. Returns counts by status."""
+    store.register(runs)
+    todo = [r for r in runs if store.status(r.run_id) not in FINISHED]
+    display.begin(runs, done=len(runs) - len(todo))
+    context = mp.get_context("spawn")
+    events = context.Queue()
+    waiting, active = list(todo), {}
+    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        while waiting or active:
+            while waiting and len(active) < workers:
+                run = waiting.pop(0)
+                process = context.Process(
+                    target=_child_main,
+                    daemon=False,
+                    args=(run.to_dict(), str(store.root), device, threads, events),
+                )
+                process.start()
+                active[run.run_id] = (process, run)
+            _drain(events, display, timeout=0.2)
+            for run_id, (process, run) in list(active.items()):
+                if not process.is_alive():
+                    process.join()
+                    del active[run_id]
+                    _drain(events, display, timeout=0.0)
+                    if process.exitcode != 0:
+                        _record_crash(store, run, process.exitcode)
+                        display.crashed(run, process.exitcode)
+    except KeyboardInterrupt:
+        for process, _ in active.values():
+            process.terminate()
+        for process, _ in active.values():
+            process.join(timeout=30)
+        display.end()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+    display.end()
+    counts: dict[str, int] = {}
+    for row in store.rows(runs[0].experiment, runs[0].budget) if runs else []:
+        if row["run_id"] in {r.run_id for r in runs}:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts
+
+
+def _drain(events, display, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            event = events.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue_module.Empty:
+            display.refresh()
+            return
+        except (EOFError, OSError):
+            return
+        display.event(*event)

@@ -1,0 +1,485 @@
+"""Seed-level statistics: summaries, bootstrap confidence intervals and effect sizes.
+
+Pure functions on numpy arrays, in the style of rliable's ``metrics.py`` / ``library.py``
+(Agarwal et al., 2021, "Deep Reinforcement Learning at the Edge of the Statistical Precipice",
+https://github.com/google-research/rliable). One array element is one seed's final metric.
+
+NaN policy
+----------
+Every function here takes *finite* 1-D arrays and raises ``ValueError`` on NaN or +-inf. A run
+that diverged (NaN loss, inf score) is information, not noise: the caller splits it off with
+:func:`split_finite`, reports the count of non-finite runs next to the statistics, and decides
+what the comparison means. Nothing is ever dropped silently here.
+
+Bootstrap
+---------
+All intervals are percentile bootstrap intervals (Efron & Tibshirani, 1993, ch. 13), computed
+vectorised: one ``(n_resamples, n)`` index matrix is drawn from ``numpy.random.default_rng(seed)``
+and the statistic is taken along axis 1, so results are deterministic given ``seed``. Memory is
+``O(n_resamples * n)``, fine for seed counts (tens to hundreds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+__all__ = [
+    "STATISTICS",
+    "Effect",
+    "Statistic",
+    "Summary",
+    "bootstrap_ci",
+    "iqm",
+    "paired_difference_ci",
+    "probability_of_improvement",
+    "probability_of_improvement_ci",
+    "seeds_needed",
+    "split_finite",
+    "stratified_bootstrap_ci",
+    "summarize",
+    "unpaired_difference_ci",
+]
+
+Statistic = Literal["mean", "median", "iqm"]
+STATISTICS: tuple[str, ...] = ("mean", "median", "iqm")
+
+# rliable's IQM: scipy.stats.trim_mean with proportiontocut=0.25 (rliable/metrics.py,
+# aggregate_iqm). trim_mean cuts int(0.25 * n) values from each end.
+_IQM_CUT = 0.25
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Point summaries of one arm's per-seed metric.
+
+    ``std`` uses ddof=1 and is NaN when ``n < 2``; every field but ``n`` is NaN when ``n == 0``.
+    """
+
+    n: int
+    mean: float
+    median: float
+    iqm: float
+    std: float
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An effect estimate with its bootstrap confidence interval.
+
+    ``n`` is the number of seeds per arm the effect rests on: the number of pairs when
+    ``paired``, else the smaller arm's size. All floats are NaN when ``n == 0``.
+    """
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n: int
+    paired: bool
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+
+
+def split_finite(x: npt.ArrayLike) -> tuple[np.ndarray, int]:
+    """Split per-seed values into the finite ones and a count of the rest.
+
+    Args:
+      x: array-like of shape (n,) (a scalar counts as n=1).
+
+    Returns:
+      ``(finite, n_nonfinite)``: a float64 array of shape (n_finite,) keeping the original order,
+      and the number of NaN / +-inf entries removed. Report ``n_nonfinite`` (e.g. as "diverged
+      runs") alongside any statistic computed on ``finite``.
+    """
+    arr = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    if arr.ndim != 1:
+        raise ValueError(f"expected a 1-D array of per-seed values, got shape {arr.shape}")
+    mask = np.isfinite(arr)
+    return arr[mask], int(arr.size - np.count_nonzero(mask))
+
+
+def _finite_1d(x: npt.ArrayLike, name: str = "x") -> np.ndarray:
+    """``x`` as a float64 array of shape (n,); ValueError if not 1-D or not all finite."""
+    arr = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of per-seed values, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(
+            f"{name}: {bad} non-finite value(s); separate diverged runs with split_finite() "
+            "and report them instead of passing them here"
+        )
+    return arr
+
+
+def _check_bootstrap_args(confidence: float, n_resamples: int) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if int(n_resamples) < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+
+
+def _statistic_fn(statistic: str) -> Callable[[np.ndarray, int], np.ndarray]:
+    """A vectorised ``f(x, axis)`` for the named statistic."""
+    if statistic == "mean":
+        return lambda x, axis: np.mean(x, axis=axis)
+    if statistic == "median":
+        return lambda x, axis: np.median(x, axis=axis)
+    if statistic == "iqm":
+        return lambda x, axis: sps.trim_mean(x, _IQM_CUT, axis=axis)
+    raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
+
+
+def _percentile_interval(boot: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of a bootstrap distribution of shape (n_resamples,)."""
+    alpha = 1.0 - confidence
+    low, high = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
+
+
+# --------------------------------------------------------------------------------------------
+# Point summaries
+# --------------------------------------------------------------------------------------------
+
+
+def iqm(x: npt.ArrayLike) -> float:
+    """Interquartile mean: the mean of the middle 50% of the values.
+
+    Agarwal et al. (2021), Sec. 4; computed as rliable does, ``scipy.stats.trim_mean(x, 0.25)``,
+    which trims ``int(0.25 * n)`` values from each end (so for n < 4 it equals the mean).
+
+    Args:
+      x: finite values, shape (n,).
+
+    Returns:
+      The IQM; NaN when n == 0.
+    """
+    arr = _finite_1d(x)
+    if arr.size == 0:
+        return float("nan")
+    return float(sps.trim_mean(arr, _IQM_CUT))
+
+
+def summarize(x: npt.ArrayLike) -> Summary:
+    """n, mean, median, IQM and sample standard deviation (ddof=1) of finite values, shape (n,)."""
+    arr = _finite_1d(x)
+    n = int(arr.size)
+    if n == 0:
+        nan = float("nan")
+        return Summary(n=0, mean=nan, median=nan, iqm=nan, std=nan)
+    std = float(np.std(arr, ddof=1)) if n >= 2 else float("nan")
+    return Summary(
+        n=n,
+        mean=float(np.mean(arr)),
+        median=float(np.median(arr)),
+        iqm=float(sps.trim_mean(arr, _IQM_CUT)),
+        std=std,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Bootstrap intervals for one arm
+# --------------------------------------------------------------------------------------------
+
+
+def bootstrap_ci(
+    x: npt.ArrayLike,
+    statistic: Statistic = "mean",
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of a statistic of one arm.
+
+    Args:
+      x: finite per-seed values, shape (n,).
+      statistic: "mean", "median" or "iqm".
+      confidence: coverage of the two-sided interval.
+      n_resamples: bootstrap replicates.
+      seed: seed of the ``numpy.random.Generator`` drawing the (n_resamples, n) index matrix.
+
+    Returns:
+      ``(low, high)``. For n == 1 the interval collapses to ``(x[0], x[0])``; for n == 0 it is
+      ``(nan, nan)``.
+    """
+    arr = _finite_1d(x)
+    _check_bootstrap_args(confidence, n_resamples)
+    fn = _statistic_fn(statistic)
+    n = arr.size
+    if n == 0:
+        return float("nan"), float("nan")
+    if n == 1:
+        return float(arr[0]), float(arr[0])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(int(n_resamples), n))
+    return _percentile_interval(fn(arr[idx], 1), confidence)
+
+
+def _strata(scores: Mapping[str, npt.ArrayLike] | npt.ArrayLike) -> list[np.ndarray]:
+    """Per-task 1-D finite arrays from a {task: runs} mapping or a (runs, tasks) matrix."""
+    if isinstance(scores, Mapping):
+        return [_finite_1d(v, name=f"scores[{k!r}]") for k, v in scores.items()]
+    mat = np.asarray(scores, dtype=np.float64)
+    if mat.ndim != 2:
+        raise ValueError(f"expected a (runs, tasks) matrix or a dict of arrays, got {mat.shape}")
+    return [_finite_1d(mat[:, j], name=f"scores[:, {j}]") for j in range(mat.shape[1])]
+
+
+def stratified_bootstrap_ci(
+    scores: Mapping[str, npt.ArrayLike] | npt.ArrayLike,
+    statistic: Statistic = "mean",
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Stratified percentile bootstrap CI of a statistic pooled over several tasks.
+
+    Runs are resampled with replacement *within* each task, so every replicate keeps each
+    task's number of runs, and the statistic is taken over the pooled replicate (rliable's
+    ``StratifiedBootstrap``; for a (runs, tasks) matrix this is rliable's aggregate IQM/mean/
+    median over all runs x tasks).
+
+    Args:
+      scores: ``{task: values of shape (n_task,)}`` (tasks may differ in run count) or a matrix of
+        shape (n_runs, n_tasks). Values must be finite.
+      statistic, confidence, n_resamples, seed: as in :func:`bootstrap_ci`.
+
+    Returns:
+      ``(low, high)``; ``(nan, nan)`` when there are no values at all. A task with no runs next
+      to tasks that have some raises ``ValueError``: it would silently change the aggregate.
+    """
+    strata = _strata(scores)
+    _check_bootstrap_args(confidence, n_resamples)
+    fn = _statistic_fn(statistic)
+    sizes = [s.size for s in strata]
+    if sum(sizes) == 0:
+        return float("nan"), float("nan")
+    if min(sizes) == 0:
+        raise ValueError("a task has no runs; drop it explicitly or report it as not-run")
+    rng = np.random.default_rng(seed)
+    pooled = np.concatenate(
+        [s[rng.integers(0, s.size, size=(int(n_resamples), s.size))] for s in strata], axis=1
+    )
+    return _percentile_interval(fn(pooled, 1), confidence)
+
+
+# --------------------------------------------------------------------------------------------
+# Two-arm effects
+# --------------------------------------------------------------------------------------------
+
+
+def _relative(mean_a: np.ndarray | float, mean_b: np.ndarray | float) -> np.ndarray:
+    # A replicate whose B-mean is 0 gives +-inf (or NaN for 0/0); np.quantile orders +-inf
+    # correctly, so such replicates widen the interval rather than crash it.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(mean_a, dtype=np.float64) / np.asarray(mean_b, dtype=np.float64) - 1.0
+
+
+def _check_relative_base(b: np.ndarray) -> None:
+    if float(np.mean(b)) == 0.0:
+        raise ValueError("relative effect undefined: mean of arm B is 0")
+
+
+def paired_difference_ci(
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    relative: bool = False,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> Effect:
+    """Effect of arm A over arm B when both were run on the same seeds.
+
+    ``a[i]`` and ``b[i]`` must come from the same seed. Pairs are resampled together (one index
+    matrix applied to both arms), which removes seed-to-seed variance shared by the two arms.
+
+    * ``relative=False``: effect = mean(a - b); CI by bootstrapping the differences.
+    * ``relative=True``: effect = mean(a) / mean(b) - 1 (e.g. +0.22 = A is 22% higher); each
+      replicate applies the same resampled indices to both arms. Only meaningful for a metric of
+      constant sign (a negative mean(b) flips the meaning of "higher").
+
+    Args:
+      a, b: finite per-seed values, shape (n,) each.
+      relative, confidence, n_resamples, seed: see above and :func:`bootstrap_ci`.
+
+    Returns:
+      ``Effect(estimate, ci_low, ci_high, n, paired=True)``; n == 1 gives a zero-width interval,
+      n == 0 gives NaNs.
+    """
+    xa, xb = _finite_1d(a, "a"), _finite_1d(b, "b")
+    if xa.shape != xb.shape:
+        raise ValueError(f"paired arms need equal length, got {xa.size} and {xb.size}")
+    _check_bootstrap_args(confidence, n_resamples)
+    n = int(xa.size)
+    if n == 0:
+        nan = float("nan")
+        return Effect(nan, nan, nan, 0, paired=True)
+    if relative:
+        _check_relative_base(xb)
+        estimate = float(_relative(np.mean(xa), np.mean(xb)))
+    else:
+        d = xa - xb
+        estimate = float(np.mean(d))
+    if n == 1:
+        return Effect(estimate, estimate, estimate, 1, paired=True)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(int(n_resamples), n))
+    if relative:
+        boot = _relative(np.mean(xa[idx], axis=1), np.mean(xb[idx], axis=1))
+    else:
+        boot = np.mean(d[idx], axis=1)
+    low, high = _percentile_interval(boot, confidence)
+    return Effect(estimate, low, high, n, paired=True)
+
+
+def unpaired_difference_ci(
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    relative: bool = False,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> Effect:
+    """Effect of arm A over arm B from independent samples (no shared seeds, or unequal n).
+
+    Each arm is resampled independently (rliable's ``StratifiedIndependentBootstrap`` with one
+    task). Effect = mean(a) - mean(b), or mean(a) / mean(b) - 1 with ``relative=True``.
+
+    Args:
+      a: finite per-seed values of arm A, shape (n_a,).
+      b: finite per-seed values of arm B, shape (n_b,).
+      relative, confidence, n_resamples, seed: as in :func:`paired_difference_ci`.
+
+    Returns:
+      ``Effect(estimate, ci_low, ci_high, n=min(n_a, n_b), paired=False)``; NaNs if an arm is
+      empty; a zero-width interval if both arms have one value.
+    """
+    xa, xb = _finite_1d(a, "a"), _finite_1d(b, "b")
+    _check_bootstrap_args(confidence, n_resamples)
+    n = int(min(xa.size, xb.size))
+    if n == 0:
+        nan = float("nan")
+        return Effect(nan, nan, nan, 0, paired=False)
+    if relative:
+        _check_relative_base(xb)
+        estimate = float(_relative(np.mean(xa), np.mean(xb)))
+    else:
+        estimate = float(np.mean(xa) - np.mean(xb))
+    rng = np.random.default_rng(seed)
+    r = int(n_resamples)
+    mean_a = np.mean(xa[rng.integers(0, xa.size, size=(r, xa.size))], axis=1)
+    mean_b = np.mean(xb[rng.integers(0, xb.size, size=(r, xb.size))], axis=1)
+    boot = _relative(mean_a, mean_b) if relative else mean_a - mean_b
+    low, high = _percentile_interval(boot, confidence)
+    return Effect(estimate, low, high, n, paired=False)
+
+
+def _poi_rows(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
+    """P(A > B) per row for samples of shape (r, n) and (r, m), via midranks.
+
+    U_A = sum of A's ranks in the pooled row - n(n+1)/2 counts pairs with a > b plus half the
+    ties (Mann & Whitney, 1947), so P(A > B) = U_A / (n m).
+    """
+    n, m = xa.shape[1], xb.shape[1]
+    ranks = sps.rankdata(np.concatenate([xa, xb], axis=1), method="average", axis=1)
+    u_a = ranks[:, :n].sum(axis=1) - n * (n + 1) / 2.0
+    return u_a / (n * m)
+
+
+def probability_of_improvement(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """P(A > B): the chance a random seed of A beats a random seed of B, ties counting half.
+
+    P = (1 / (n m)) sum_i sum_j ([a_i > b_j] + 0.5 [a_i == b_j]), the Mann-Whitney U statistic
+    over n m, as in rliable's ``probability_of_improvement`` (Agarwal et al., 2021, Sec. 4).
+    "Higher is better" is assumed; for a lower-is-better metric pass the arms negated.
+
+    Args:
+      a: finite values, shape (n,).
+      b: finite values, shape (m,).
+
+    Returns:
+      P in [0, 1]; NaN if either arm is empty.
+    """
+    xa, xb = _finite_1d(a, "a"), _finite_1d(b, "b")
+    if xa.size == 0 or xb.size == 0:
+        return float("nan")
+    return float(_poi_rows(xa[None, :], xb[None, :])[0])
+
+
+def probability_of_improvement_ci(
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> Effect:
+    """P(A > B) with a percentile bootstrap CI, resampling each arm independently (as rliable).
+
+    Args:
+      a: finite values, shape (n,).
+      b: finite values, shape (m,).
+      confidence, n_resamples, seed: as in :func:`bootstrap_ci`.
+
+    Returns:
+      ``Effect(estimate=P(A > B), ci_low, ci_high, n=min(n, m), paired=False)``; NaNs if an arm
+      is empty.
+    """
+    xa, xb = _finite_1d(a, "a"), _finite_1d(b, "b")
+    _check_bootstrap_args(confidence, n_resamples)
+    n = int(min(xa.size, xb.size))
+    if n == 0:
+        nan = float("nan")
+        return Effect(nan, nan, nan, 0, paired=False)
+    estimate = float(_poi_rows(xa[None, :], xb[None, :])[0])
+    rng = np.random.default_rng(seed)
+    r = int(n_resamples)
+    ra = xa[rng.integers(0, xa.size, size=(r, xa.size))]
+    rb = xb[rng.integers(0, xb.size, size=(r, xb.size))]
+    low, high = _percentile_interval(_poi_rows(ra, rb), confidence)
+    return Effect(estimate, low, high, n, paired=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------------------------
+
+
+def seeds_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Seeds per arm to detect a difference ``effect`` between two arms with per-seed SD ``sd``.
+
+    Normal-approximation sample size for a two-sided two-sample test (Colas, Sigaud & Oudeyer,
+    2018, "How Many Random Seeds? Statistical Power Analysis in Deep RL Experiments", Sec. 5):
+    n = 2 (z_{1-alpha/2} + z_{power})^2 / d^2 with d = |effect| / sd, rounded up and never below
+    3. The normal approximation slightly underestimates n for small samples (a t-test needs a
+    seed or two more), so treat the result as a lower bound.
+
+    Args:
+      effect: the difference to detect, in metric units; non-zero and finite.
+      sd: per-seed standard deviation (assumed equal in both arms); >= 0 and finite.
+      alpha: two-sided significance level, in (0, 1).
+      power: probability of detecting the effect, in (0, 1).
+
+    Returns:
+      Seeds per arm (int >= 3).
+    """
+    if not (np.isfinite(effect) and np.isfinite(sd)):
+        raise ValueError(f"effect and sd must be finite, got {effect}, {sd}")
+    if effect == 0:
+        raise ValueError("a zero effect needs infinitely many seeds")
+    if sd < 0:
+        raise ValueError(f"sd must be >= 0, got {sd}")
+    if not (0.0 < alpha < 1.0 and 0.0 < power < 1.0):
+        raise ValueError(f"alpha and power must lie in (0, 1), got {alpha}, {power}")
+    if sd == 0:
+        return 3
+    d = abs(effect) / sd
+    z = sps.norm.ppf(1.0 - alpha / 2.0) + sps.norm.ppf(power)
+    return max(3, int(np.ceil(2.0 * z**2 / d**2)))

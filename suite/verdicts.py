@@ -1,0 +1,339 @@
+"""Verdicts on documented claims from bootstrap confidence intervals.
+
+A claim compares arm A with arm B on one metric. It states an effect (absolute, A - B, or
+relative, mean(A) / mean(B) - 1: +0.22 = "22% higher"), an equivalence ("parity"), or an
+absolute value for arm A ("IS 7.8"), and the metric has a direction: "higher" or "lower" is
+better. A verdict compares the claim with the CI measured at some budget over n seeds per arm.
+
+Effect claims: labels by where the CI lies relative to 0 and to the claimed effect (a CI that
+excludes 0 is the bootstrap analogue of a significant test; cf. Agarwal et al., 2021, on reporting
+intervals rather than point estimates; Colas et al., 2018, on seeds).
+
+Direction and sign convention
+-----------------------------
+The claimed effect and the CI must be in the same units, the raw ones the effect is measured in
+(A - B or A / B - 1). :func:`orient` maps them to the claim's *favoured* orientation, where
+positive means "A better": for a "lower is better" metric it flips every sign
+(``(low, high, claimed) -> (-high, -low, -claimed)``), so "FID 15% lower" (raw -0.15) becomes
++0.15. :func:`verdict` works in the claim's own orientation (it aligns everything with the sign
+of the claimed effect), so its label is unchanged by that flip: callers may orient or not.
+Direction matters for :func:`value_verdict`, where "below the claimed value" is worse for a
+"higher" metric and better for a "lower" one.
+
+Budgets: ``"smoke"`` never yields a reproduction verdict. Any other budget name ("quick",
+"full", ...) is only quoted in the text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "DIRECTIONS",
+    "MIN_SEEDS",
+    "SMOKE_BUDGET",
+    "VERDICTS",
+    "Direction",
+    "Verdict",
+    "equivalence_verdict",
+    "judge_effect",
+    "judge_equivalence",
+    "judge_value",
+    "orient",
+    "value_verdict",
+    "verdict",
+]
+
+VERDICTS: tuple[str, ...] = (
+    "reproduced",
+    "weaker",
+    "stronger",
+    "contradicted",
+    "inconclusive",
+    "not-run",
+    "smoke-only",
+)
+Direction = Literal["higher", "lower"]
+DIRECTIONS: tuple[str, ...] = ("higher", "lower")
+SMOKE_BUDGET = "smoke"
+# With one seed per arm the bootstrap interval has zero width (stats.bootstrap_ci returns
+# (x, x)); it is not evidence, so fewer than MIN_SEEDS seeds is always "inconclusive".
+MIN_SEEDS = 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict label with the budget and seeds per arm it rests on, and one sentence why."""
+
+    label: str
+    budget: str
+    n: int
+    text: str
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+
+
+def _precheck(ci_low: float, ci_high: float, budget: str, n: int) -> str | None:
+    """The label decided before looking at the CI (smoke-only, not-run, too few seeds), or None.
+
+    Also validates the CI once it matters: NaN endpoints with n >= MIN_SEEDS raise ValueError.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if budget == SMOKE_BUDGET:
+        return "smoke-only"
+    if n == 0:
+        return "not-run"
+    if n < MIN_SEEDS:
+        return "inconclusive"
+    if math.isnan(ci_low) or math.isnan(ci_high):
+        raise ValueError(f"CI [{ci_low}, {ci_high}] is undefined for n={n} seeds")
+    if ci_low > ci_high:
+        raise ValueError(f"CI low {ci_low} exceeds high {ci_high}")
+    return None
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _ci_text(ci_low: float, ci_high: float, confidence: float) -> str:
+    return f"{_fmt(100 * confidence)}% CI [{_fmt(ci_low)}, {_fmt(ci_high)}]"
+
+
+def _head(label: str, budget: str, n: int, unit: str) -> str:
+    if label == "smoke-only":
+        return f"smoke-only at {budget} budget, n={n} {unit}"
+    if label == "not-run":
+        return f"not-run at {budget} budget"
+    return f"{label} at {budget} budget, n={n} {unit}"
+
+
+# --------------------------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------------------------
+
+
+def orient(
+    ci_low: float, ci_high: float, claimed_effect: float, direction: Direction
+) -> tuple[float, float, float]:
+    """Map an effect CI and claimed effect to the favoured orientation (positive = A better).
+
+    "higher": unchanged. "lower": ``(-ci_high, -ci_low, -claimed_effect)``, since a negative
+    A - B (or A / B - 1) is an improvement when lower is better.
+    """
+    _check_direction(direction)
+    if direction == "higher":
+        return ci_low, ci_high, claimed_effect
+    return -ci_high, -ci_low, -claimed_effect
+
+
+def verdict(
+    effect_ci_low: float,
+    effect_ci_high: float,
+    claimed_effect: float,
+    *,
+    budget: str,
+    n: int,
+) -> str:
+    """Label a claimed non-zero effect of A over B given the CI of the measured effect.
+
+    Rules, in order (all comparisons inclusive at the claimed value, strict at 0):
+      budget "smoke" -> "smoke-only"; n == 0 -> "not-run"; n < MIN_SEEDS -> "inconclusive";
+      CI contains 0 -> "inconclusive";
+      CI entirely on the other side of 0 from the claim -> "contradicted";
+      otherwise (same side) CI contains the claim -> "reproduced", CI entirely smaller in
+      magnitude -> "weaker", entirely larger -> "stronger".
+
+    Args:
+      effect_ci_low, effect_ci_high: CI of the measured effect, in the claim's units (see the
+        module docstring on orientation; the label does not depend on it).
+      claimed_effect: the claimed effect, non-zero (use :func:`equivalence_verdict` for 0).
+      budget: budget name; "smoke" short-circuits.
+      n: seeds per arm behind the CI.
+
+    Returns:
+      One of :data:`VERDICTS`.
+    """
+    if not math.isfinite(claimed_effect):
+        raise ValueError(f"claimed effect must be finite, got {claimed_effect}")
+    if claimed_effect == 0:
+        raise ValueError("a claimed effect of 0 is an equivalence claim: use equivalence_verdict")
+    early = _precheck(effect_ci_low, effect_ci_high, budget, n)
+    if early is not None:
+        return early
+    # Align with the claim: s * effect > 0 means "in the claimed direction".
+    s = 1.0 if claimed_effect > 0 else -1.0
+    low, high = sorted((s * effect_ci_low, s * effect_ci_high))
+    size = abs(claimed_effect)
+    if low <= 0.0 <= high:
+        return "inconclusive"
+    if high < 0.0:
+        return "contradicted"
+    if high < size:
+        return "weaker"
+    if low > size:
+        return "stronger"
+    return "reproduced"
+
+
+def equivalence_verdict(ci_low: float, ci_high: float, margin: float, budget: str, n: int) -> str:
+    """Label an equivalence claim ("parity", "one Adam equals two Adams") with margin ``margin``.
+
+    "reproduced" if the CI lies within [-margin, +margin] (the interval form of two one-sided
+    tests, Schuirmann, 1987), else "contradicted" if it excludes 0, else "inconclusive";
+    smoke-only / not-run / too few seeds as in :func:`verdict`.
+
+    Args:
+      ci_low, ci_high: CI of the effect (A - B or A / B - 1); the check is symmetric, so
+        orientation does not matter.
+      margin: largest effect still counted as "equal", > 0, in the same units.
+      budget, n: as in :func:`verdict`.
+    """
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"equivalence margin must be finite and > 0, got {margin}")
+    early = _precheck(ci_low, ci_high, budget, n)
+    if early is not None:
+        return early
+    if -margin <= ci_low and ci_high <= margin:
+        return "reproduced"
+    if ci_low > 0.0 or ci_high < 0.0:
+        return "contradicted"
+    return "inconclusive"
+
+
+def value_verdict(
+    ci_low: float,
+    ci_high: float,
+    claimed_value: float,
+    budget: str,
+    n: int,
+    direction: Direction = "higher",
+) -> str:
+    """Label a claimed absolute value of arm A's metric ("IS 7.8") given the CI of that metric.
+
+    "reproduced" if the CI contains the value; a CI entirely below it is "weaker" when higher is
+    better and "stronger" when lower is better (and vice versa for entirely above);
+    smoke-only / not-run / too few seeds as in :func:`verdict`.
+
+    Args:
+      ci_low, ci_high: CI of arm A's metric.
+      claimed_value: the claimed value, finite.
+      budget: budget name.
+      n: seeds of arm A behind the CI.
+      direction: "higher" or "lower" is better for the metric.
+    """
+    _check_direction(direction)
+    if not math.isfinite(claimed_value):
+        raise ValueError(f"claimed value must be finite, got {claimed_value}")
+    early = _precheck(ci_low, ci_high, budget, n)
+    if early is not None:
+        return early
+    if ci_high < claimed_value:
+        return "weaker" if direction == "higher" else "stronger"
+    if ci_low > claimed_value:
+        return "stronger" if direction == "higher" else "weaker"
+    return "reproduced"
+
+
+# --------------------------------------------------------------------------------------------
+# Labels with their one-sentence reason
+# --------------------------------------------------------------------------------------------
+
+
+def judge_effect(
+    ci_low: float,
+    ci_high: float,
+    claimed_effect: float,
+    *,
+    budget: str,
+    n: int,
+    confidence: float = 0.95,
+) -> Verdict:
+    """:func:`verdict` plus a sentence, e.g. "inconclusive at quick budget, n=5 seeds per arm:
+    95% CI [-3.1, 12] contains 0". Values are quoted in the units given."""
+    label = verdict(ci_low, ci_high, claimed_effect, budget=budget, n=n)
+    ci = _ci_text(ci_low, ci_high, confidence)
+    claim = f"the claimed effect {_fmt(claimed_effect)}"
+    reason = {
+        "smoke-only": f"a smoke run never yields a reproduction verdict ({ci})",
+        "not-run": "no seeds completed",
+        "reproduced": f"{ci} excludes 0 and contains {claim}",
+        "weaker": f"{ci} excludes 0 but is entirely smaller than {claim}",
+        "stronger": f"{ci} excludes 0 and is entirely larger than {claim}",
+        "contradicted": f"{ci} lies entirely on the opposite side of 0 from {claim}",
+    }
+    if label == "inconclusive":
+        reason_text = _few_seeds(n) if n < MIN_SEEDS else f"{ci} contains 0"
+    else:
+        reason_text = reason[label]
+    return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")
+
+
+def judge_equivalence(
+    ci_low: float,
+    ci_high: float,
+    margin: float,
+    *,
+    budget: str,
+    n: int,
+    confidence: float = 0.95,
+) -> Verdict:
+    """:func:`equivalence_verdict` plus a one-sentence reason."""
+    label = equivalence_verdict(ci_low, ci_high, margin, budget, n)
+    ci = _ci_text(ci_low, ci_high, confidence)
+    band = f"the equivalence margin +-{_fmt(margin)}"
+    reason = {
+        "smoke-only": f"a smoke run never yields a reproduction verdict ({ci})",
+        "not-run": "no seeds completed",
+        "reproduced": f"{ci} lies within {band}",
+        "contradicted": f"{ci} excludes 0 and is not within {band}",
+    }
+    if label == "inconclusive":
+        reason_text = (
+            _few_seeds(n) if n < MIN_SEEDS else f"{ci} contains 0 but is not within {band}"
+        )
+    else:
+        reason_text = reason[label]
+    return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")
+
+
+def judge_value(
+    ci_low: float,
+    ci_high: float,
+    claimed_value: float,
+    *,
+    budget: str,
+    n: int,
+    direction: Direction = "higher",
+    confidence: float = 0.95,
+) -> Verdict:
+    """:func:`value_verdict` plus a one-sentence reason."""
+    label = value_verdict(ci_low, ci_high, claimed_value, budget, n, direction)
+    ci = _ci_text(ci_low, ci_high, confidence)
+    value = f"the claimed value {_fmt(claimed_value)} ({direction} is better)"
+    if label in ("weaker", "stronger"):
+        side = "below" if ci_high < claimed_value else "above"
+        reason_text = f"{ci} lies entirely {side} {value}"
+    else:
+        reason_text = {
+            "smoke-only": f"a smoke run never yields a reproduction verdict ({ci})",
+            "not-run": "no seeds completed",
+            "reproduced": f"{ci} contains {value}",
+            "inconclusive": _few_seeds(n),
+        }[label]
+    return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds')}: {reason_text}")
+
+
+def _few_seeds(n: int) -> str:
+    return f"{n} seed(s) cannot support a confidence interval (need at least {MIN_SEEDS})"

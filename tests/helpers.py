@@ -1,0 +1,37 @@
+"""Optimizers that misbehave on purpose, named in test configs as ``tests.helpers:ClassName``."""
+
+from __future__ import annotations
+
+import torch
+
+
+class NaNAfterSteps(torch.optim.SGD):
+    """SGD that writes NaN into the parameters at its ``nan_at``-th step (divergence tests)."""
+
+    def __init__(self, params, lr=0.01, nan_at: int = 3):
+        super().__init__(params, lr=lr)
+        self.nan_at, self.calls = nan_at, 0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.calls += 1
+        loss = super().step(closure)
+        if self.calls >= self.nan_at:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.fill_(float("nan"))
+        return loss
+
+
+class FailsAtStep(torch.optim.SGD):
+    """SGD that raises at its ``fail_at``-th step (a run that fails must not stop the grid)."""
+
+    def __init__(self, params, lr=0.01, fail_at: int = 2):
+        super().__init__(params, lr=lr)
+        self.fail_at, self.calls = fail_at, 0
+
+    def step(self, closure=None):
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise RuntimeError("injected failure")
+        return super().step(closure)
