@@ -1,0 +1,470 @@
+"""DCGAN (Radford, Metz & Chintala 2016) with one optimizer role per network: ``generator`` and
+``discriminator``.
+
+Each role has its own spec (optimizer, lr, kwargs, schedule, clipping), so pairings such as a
+generator Adam(beta1=0) against a discriminator RMSprop can be compared with the paper's
+Adam(2e-4, beta1=0.5) for both. The step reads like pytorch/examples' ``dcgan/main.py``, in
+functions: update D on real and detached fake images, then update G with the labels flipped.
+
+Images are 28x28 or 32x32 (MNIST, Fashion-MNIST, CIFAR-10) or 64x64 (CelebA); the dataset sits
+on the device as uint8 and is normalized and flipped there. Scores (IS and FID, see
+gans/scores.py) are computed every ``eval_every`` generator steps, with a sample grid at fixed
+noise; a generator producing (near-)constant images is recorded as collapsed, NaN losses or
+parameters as diverged. On CUDA: bf16 autocast, channels_last, optional torch.compile.
+
+Run: ``python -m suite run dcgan-cifar10-adam0-rmsprop-vs-sgd`` (configs/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.utils import save_image
+
+from gans.data import (
+    DataOrder,
+    ImageData,
+    ImageDataConfig,
+    load_image_data,
+    random_hflip,
+    rng_state,
+    set_rng_state,
+    to_signed_range,
+    to_uint8,
+)
+from gans.scores import Scorer, build_scorer, collapse_statistics
+from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer, check_roles
+from suite.result import Result
+from suite.runner import RunContext
+
+ROLES = ("generator", "discriminator")
+
+
+@dataclass
+class Config:
+    """DCGAN task settings (the ``task`` and ``budgets`` keys of an experiment file)."""
+
+    data: ImageDataConfig = field(default_factory=ImageDataConfig)
+    """the images (gans/data.py): source, path, image_size 28/32/64, channels, limits, cache."""
+    latent_dim: int = 100
+    """size of z (Radford et al. 2016, §4 and Fig. 1: a 100-d noise vector)."""
+    generator_width: int = 64
+    """channels of the generator's last hidden layer, doubled per layer towards z (ngf)."""
+    discriminator_width: int = 64
+    """channels of the discriminator's first layer, doubled per layer (ndf)."""
+    batch_size: int = 128
+    """mini-batch size (Radford et al. 2016, §4: 128)."""
+    generator_steps: int = 30_000
+    """generator updates of training."""
+    discriminator_steps: int = 1
+    """discriminator updates per generator update (1 in DCGAN; WGAN uses 5)."""
+    loss: Literal["bce", "hinge"] = "bce"
+    """non-saturating BCE (Goodfellow et al. 2014, §3) or hinge (Miyato et al. 2018)."""
+    hflip: bool = True
+    """random left-right flips of real images (on the device)."""
+    eval_every: int = 5_000
+    """generator steps between scores, sample grids and checkpoints."""
+    log_every: int = 500
+    """generator steps between training-loss records (and NaN checks)."""
+    eval_samples: int = 10_000
+    """generated images per score."""
+    reference_samples: int = 50_000
+    """real images (at most) for the reference statistics."""
+    reference_split: Literal["train", "test"] = "train"
+    """real split the FID compares with (CIFAR-10 FIDs usually use the 50k training images)."""
+    scores: Literal["auto", "inception", "classifier"] = "auto"
+    """feature network: Inception-v3 if available (auto), required (inception), or the suite's
+    classifier (gans/classifier.py; never reported as an Inception score)."""
+    classifier: Literal["cached", "tiny"] = "cached"
+    """cached: the dataset's classifier (trained and cached now if missing); tiny: a tiny CNN
+    trained in seconds on this run's data (smoke runs only)."""
+    amp: bool = True
+    """CUDA only: bf16 autocast for the forward passes."""
+    channels_last: bool = True
+    """CUDA only: channels_last memory format for models and batches."""
+    compile: bool = False
+    """CUDA only: torch.compile both networks (first steps are slow while it compiles)."""
+
+    def validate(self) -> None:
+        for name in (
+            "latent_dim",
+            "generator_width",
+            "discriminator_width",
+            "batch_size",
+            "generator_steps",
+            "discriminator_steps",
+            "eval_every",
+            "log_every",
+            "eval_samples",
+            "reference_samples",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.eval_samples < 2 or self.reference_samples < 2:
+            raise ValueError("eval_samples and reference_samples must be >= 2 (covariances)")
+
+
+def roles(config: Config) -> tuple[str, ...]:
+    return ROLES
+
+
+# --- networks (Radford et al. 2016, §3-4 and Fig. 1) ------------------------------------------
+
+
+def _start_size(image_size: int) -> int:
+    """Spatial size of the first feature map: 7 for 28 px (7-14-28), else 4 (4-8-16-32(-64))."""
+    return 7 if image_size == 28 else 4
+
+
+def _layer_count(image_size: int) -> int:
+    """Stride-2 layers between the first feature map and the image."""
+    return {28: 2, 32: 3, 64: 4}[image_size]
+
+
+class Generator(nn.Module):
+    """z -> project to a start x start map -> fractionally-strided convolutions, BN and ReLU ->
+    tanh image (Radford et al. 2016, §3: no pooling, no fully connected hidden layers)."""
+
+    def __init__(self, latent_dim: int, width: int, channels: int, image_size: int):
+        super().__init__()
+        layers_count = _layer_count(image_size)
+        widths = [width * 2 ** (layers_count - 1 - i) for i in range(layers_count)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, widths[0], _start_size(image_size), 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for previous, current in pairwise(widths):
+            layers += [
+                nn.ConvTranspose2d(previous, current, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(current),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    """Image -> strided convolutions with LeakyReLU(0.2), BN except on the input layer -> one
+    logit (Radford et al. 2016, §3)."""
+
+    def __init__(self, width: int, channels: int, image_size: int):
+        super().__init__()
+        layers_count = _layer_count(image_size)
+        widths = [width * 2**i for i in range(layers_count)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        for previous, current in pairwise(widths):
+            layers += [
+                nn.Conv2d(previous, current, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(current),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        layers += [nn.Conv2d(widths[-1], 1, _start_size(image_size), 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).flatten()
+
+
+def init_weights(module: nn.Module) -> None:
+    """Radford et al. 2016, §4: weights from N(0, 0.02); BN scale from N(1, 0.02), bias 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+@dataclass
+class GAN:
+    """The two networks, what runs them (compiled or not) and the device settings."""
+
+    generator: Generator
+    discriminator: Discriminator
+    generate: nn.Module
+    discriminate: nn.Module
+    latent_dim: int
+    device: str
+    amp: bool
+    channels_last: bool
+
+    def autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def noise(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(count, self.latent_dim, 1, 1, device=self.device, generator=generator)
+
+
+def build(config: Config, channels: int, device: str) -> GAN:
+    """Networks initialized as in DCGAN, moved to the device, with CUDA speed settings."""
+    generator = Generator(
+        config.latent_dim, config.generator_width, channels, config.data.image_size
+    )
+    discriminator = Discriminator(config.discriminator_width, channels, config.data.image_size)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    cuda = device.startswith("cuda")
+    channels_last = cuda and config.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    generator.to(device, memory_format=memory_format)
+    discriminator.to(device, memory_format=memory_format)
+    generate, discriminate = generator, discriminator
+    if cuda and config.compile:
+        generate, discriminate = torch.compile(generator), torch.compile(discriminator)
+    return GAN(
+        generator,
+        discriminator,
+        generate,
+        discriminate,
+        config.latent_dim,
+        device,
+        amp=cuda and config.amp,
+        channels_last=channels_last,
+    )
+
+
+def build_optimizers(gan: GAN, specs: dict[str, OptimizerSpec]) -> dict[str, RoleOptimizer]:
+    role_modules = {"generator": gan.generator, "discriminator": gan.discriminator}
+    role_params = {role: list(module.parameters()) for role, module in role_modules.items()}
+    check_roles(role_params, [*gan.generator.parameters(), *gan.discriminator.parameters()])
+    return {
+        role: build_role_optimizer(role, specs[role], role_params[role], [role_modules[role]])
+        for role in ROLES
+    }
+
+
+# --- losses (pure functions of the discriminator's logits) -----------------------------------
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: str):
+    """D's loss on a real and a fake batch: BCE with targets 1/0, or the hinge loss."""
+    if loss == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def generator_loss(fake_logits: torch.Tensor, loss: str) -> torch.Tensor:
+    """G's loss. BCE: the non-saturating form, maximizing log D(G(z)) by labeling fakes as real
+    (Goodfellow et al. 2014, §3: strong gradients early, when D rejects fakes confidently)."""
+    if loss == "hinge":
+        return -fake_logits.mean()
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+# --- one training step -----------------------------------------------------------------------
+
+
+def real_batch(data: ImageData, order: DataOrder, gan: GAN, hflip: bool) -> torch.Tensor:
+    """The next real batch from the on-device uint8 images, scaled to [-1, 1] and flipped."""
+    images = to_signed_range(data.train[order.next()])
+    if hflip:
+        images = random_hflip(images)
+    if gan.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def train_step(
+    gan: GAN,
+    optimizers: dict[str, RoleOptimizer],
+    data: ImageData,
+    order: DataOrder,
+    config: Config,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``discriminator_steps`` D updates, then one G update. Returns the (detached) last D loss
+    and the G loss as tensors: no host sync here, the caller reads them at log intervals."""
+    batch = config.batch_size
+    for _ in range(config.discriminator_steps):
+        ############################
+        # (1) Update D: real images towards "real", generated images towards "fake"
+        ############################
+        real = real_batch(data, order, gan, config.hflip)
+        with torch.no_grad(), gan.autocast():
+            fake = gan.generate(gan.noise(batch))  # no G graph: D's step must not train G
+        with gan.autocast():
+            loss_d = discriminator_loss(gan.discriminate(real), gan.discriminate(fake), config.loss)
+        optimizers["discriminator"].zero_grad()
+        loss_d.backward()
+        optimizers["discriminator"].step()
+    ############################
+    # (2) Update G: make D call fresh generated images "real" (the label flip)
+    ############################
+    with gan.autocast():
+        loss_g = generator_loss(gan.discriminate(gan.generate(gan.noise(batch))), config.loss)
+    optimizers["generator"].zero_grad()
+    loss_g.backward()
+    optimizers["generator"].step()
+    # D's gradients from G's step are not used: its next zero_grad clears them.
+    return loss_d.detach(), loss_g.detach()
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate_images(gan: GAN, noise: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """Images in [-1, 1] (float32) for the given noise. Batch-norm uses batch statistics (train
+    mode), as pytorch/examples' sample grids do; running averages lag a GAN's generator."""
+    chunks = []
+    for z in noise.split(batch):
+        with gan.autocast():
+            chunks.append(gan.generate(z).float())
+    return torch.cat(chunks)
+
+
+def evaluate(gan: GAN, scorer: Scorer, noise: torch.Tensor) -> dict[str, float]:
+    """Scores and collapse statistics of generated images (``noise`` is the same every time)."""
+    images = generate_images(gan, noise)
+    collapse = collapse_statistics(images)
+    metrics = {"eval/collapsed": collapse["collapsed"]}
+    metrics["eval/sample_std"] = collapse["across_samples_std"]
+    if torch.isfinite(images).all():
+        metrics.update(scorer.score(to_uint8(images)))
+    return metrics
+
+
+def parameter_sum(module: nn.Module) -> torch.Tensor:
+    return sum(p.detach().float().sum() for p in module.parameters())
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:
+    torch.manual_seed(ctx.seed)
+    data_cpu = load_image_data(config.data, log=ctx.log)
+    data = data_cpu.to(ctx.device)
+    gan = build(config, data.train.shape[1], ctx.device)
+    optimizers = build_optimizers(gan, specs)
+    order = DataOrder(len(data.train), config.batch_size, ctx.seed, ctx.device)
+    step = 0
+    state = ctx.load_checkpoint()
+    if state is not None:
+        gan.generator.load_state_dict(state["generator"])
+        gan.discriminator.load_state_dict(state["discriminator"])
+        for role in ROLES:
+            optimizers[role].load_state_dict(state["optimizers"][role])
+        order.load_state_dict(state["data_order"])
+        set_rng_state(state["rng"])
+        step = state["step"]
+    started = time.perf_counter()
+    scorer = build_scorer(
+        config.scores,
+        config.classifier,
+        config.data,
+        data,
+        config.reference_split,
+        config.reference_samples,
+        ctx.device,
+        ctx.seed,
+        ctx.log,
+    )
+    ctx.log(f"scorer ready in {time.perf_counter() - started:.1f} s: {scorer.network.name}")
+    # Fixed noise, from generators of their own: scoring never moves the training RNG, so a
+    # resumed run and an uninterrupted one train identically.
+    grid_noise = gan.noise(64, torch.Generator(ctx.device).manual_seed(ctx.seed))
+    eval_noise = gan.noise(
+        config.eval_samples, torch.Generator(ctx.device).manual_seed(10_000 + ctx.seed)
+    )
+    sums = torch.zeros(2, device=ctx.device)
+    since_log = 0
+    last_eval: dict[str, float] = {}
+    while step < config.generator_steps:
+        loss_d, loss_g = train_step(gan, optimizers, data, order, config)
+        sums += torch.stack([loss_d.float(), loss_g.float()])
+        step, since_log = step + 1, since_log + 1
+        ctx.progress(step, config.generator_steps)
+        if step % config.log_every == 0 or step == config.generator_steps:
+            mean_d, mean_g = (sums / since_log).tolist()
+            ctx.check_finite(step, loss_discriminator=mean_d, loss_generator=mean_g)
+            ctx.record(
+                step,
+                {
+                    "train/loss_discriminator": mean_d,
+                    "train/loss_generator": mean_g,
+                    "train/lr_generator": optimizers["generator"].lr,
+                    "train/lr_discriminator": optimizers["discriminator"].lr,
+                },
+            )
+            sums.zero_()
+            since_log = 0
+        if step % config.eval_every == 0 or step == config.generator_steps:
+            ctx.check_finite(
+                step,
+                generator_parameters=parameter_sum(gan.generator),
+                discriminator_parameters=parameter_sum(gan.discriminator),
+            )
+            last_eval = evaluate(gan, scorer, eval_noise)
+            ctx.record(step, last_eval)
+            save_checkpoint(ctx, gan, optimizers, order, step)
+    if not last_eval:  # resumed after the last step's checkpoint
+        last_eval = evaluate(gan, scorer, eval_noise)
+    save_image(generate_images(gan, grid_noise), ctx.run_dir / "samples.png", nrow=8,
+               normalize=True, value_range=(-1, 1))  # fmt: skip
+    return ctx.result(
+        final_metrics(last_eval, scorer),
+        details=run_details(config, data, scorer, optimizers, last_eval),
+        artifacts={"samples": "samples.png"},
+    )
+
+
+def save_checkpoint(ctx, gan: GAN, optimizers, order: DataOrder, step: int) -> None:
+    ctx.save_checkpoint(
+        {
+            "step": step,
+            "generator": gan.generator.state_dict(),
+            "discriminator": gan.discriminator.state_dict(),
+            "optimizers": {role: optimizers[role].state_dict() for role in ROLES},
+            "data_order": order.state_dict(),
+            "rng": rng_state(),
+        }
+    )
+
+
+def final_metrics(last_eval: dict[str, float], scorer: Scorer) -> dict[str, float]:
+    is_key, fid_key = scorer.keys
+    metrics = {"eval/collapsed": last_eval["eval/collapsed"]}
+    for key in (is_key, fid_key):
+        if key in last_eval:
+            metrics[key] = last_eval[key]
+    return metrics
+
+
+def run_details(config: Config, data: ImageData, scorer: Scorer, optimizers, last_eval) -> dict:
+    details = {
+        "scores": scorer.details(config.eval_samples),
+        "data": {
+            "name": data.name,
+            "source": data.description,
+            "train_images": len(data.train),
+            "image_size": config.data.image_size,
+        },
+        "collapsed": bool(last_eval["eval/collapsed"]),
+    }
+    if details["collapsed"]:
+        details["collapse_note"] = (
+            "the generator produced (near-)constant images at the last evaluation "
+            f"(per-pixel std across samples {last_eval['eval/sample_std']:.4f}): a collapsed run"
+        )
+    for role, optimizer in optimizers.items():
+        details[f"{role}_optimizer"] = type(optimizer.inner).__name__
+        details[f"{role}_lr_final"] = optimizer.lr
+        details[f"{role}_optimizer_steps"] = optimizer.steps
+    return details

@@ -1,0 +1,142 @@
+"""IS and FID on known inputs, collapse detection, and the labels that keep classifier scores
+from being read as Inception scores."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from gans.classifier import Classifier, tiny_settings, train_classifier
+from gans.data import ImageData, ImageDataConfig
+from gans.scores import (
+    Scorer,
+    build_scorer,
+    classifier_network,
+    collapse_statistics,
+    frechet_distance,
+    inception_network,
+    inception_score,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Runs use one torch thread each (suite run --threads 1); so do these tests.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_inception_score_of_confident_even_predictions_is_the_class_count():
+    logits = torch.full((40, 4), -1e4)
+    logits[torch.arange(40), torch.arange(40) % 4] = 1e4  # one-hot, 10 per class
+    assert inception_score(logits, splits=1)[0] == pytest.approx(4.0)
+    assert inception_score(logits, splits=10) == (pytest.approx(4.0), pytest.approx(0.0))
+
+
+def test_inception_score_of_identical_predictions_is_one():
+    logits = torch.tensor([[2.0, 0.5, -1.0]]).repeat(30, 1)
+    assert inception_score(logits, splits=3)[0] == pytest.approx(1.0)
+
+
+def test_inception_score_by_hand():
+    # Two images, p(y|x) = (1, 0) and (1/2, 1/2): p(y) = (3/4, 1/4).
+    # KL1 = log(4/3); KL2 = 1/2 log(2/3) + 1/2 log(2); IS = exp(mean).
+    logits = torch.log(torch.tensor([[1.0, 1e-30], [0.5, 0.5]]))
+    expected = np.exp((np.log(4 / 3) + 0.5 * np.log(2 / 3) + 0.5 * np.log(2)) / 2)
+    assert inception_score(logits, splits=1)[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_distance_by_hand():
+    # 1-D: (0 - 1)^2 + 1 + 4 - 2 sqrt(1 * 4) = 2.
+    assert frechet_distance(np.zeros(1), np.eye(1), np.ones(1), 4 * np.eye(1)) == pytest.approx(2)
+    # Diagonal 2-D: |mu|^2 = 2, sum (sqrt(a) - sqrt(b))^2 = (1 - 3)^2 + (2 - 2)^2 = 4.
+    value = frechet_distance(np.zeros(2), np.diag([1.0, 4.0]), np.ones(2), np.diag([9.0, 4.0]))
+    assert value == pytest.approx(6.0)
+    sigma = np.array([[2.0, 0.5], [0.5, 1.0]])
+    assert frechet_distance(np.ones(2), sigma, np.ones(2), sigma) == pytest.approx(0, abs=1e-9)
+
+
+def noise_images(count: int, seed: int) -> torch.Tensor:
+    """Images with structure: a random-intensity blob on a random background."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 120, (count, 3, 16, 16), generator=generator, dtype=torch.uint8)
+    images[:, :, 4:12, 4:12] += torch.randint(0, 130, (count, 3, 1, 1), generator=generator).to(
+        torch.uint8
+    )
+    return images
+
+
+def fixed_network():
+    torch.manual_seed(0)
+    model = Classifier("tiny", 3, 5).eval()
+    record = {"dataset": "noise", "arch": "tiny", "test_accuracy": 0.25, "image_size": 16}
+    return classifier_network(model, record, tiny=True)
+
+
+def test_identical_sets_give_fid_zero_and_degenerate_images_score_worse():
+    network = fixed_network()
+    real = noise_images(400, seed=1)
+    scorer = Scorer(network, real, "train", "noise")
+    same = scorer.score(real)
+    assert same["eval/fid_classifier"] == pytest.approx(0.0, abs=1e-6)
+    assert same["eval/is_classifier"] == pytest.approx(scorer.real_is)
+    other_real = scorer.score(noise_images(400, seed=2))
+    constant = scorer.score(torch.full((400, 3, 16, 16), 128, dtype=torch.uint8))
+    assert constant["eval/fid_classifier"] > 10 * other_real["eval/fid_classifier"]
+    assert constant["eval/is_classifier"] == pytest.approx(1.0)
+    assert other_real["eval/is_classifier"] > 1.0
+
+
+def test_scores_are_labeled_as_not_inception():
+    network = fixed_network()
+    scorer = Scorer(network, noise_images(50, seed=1), "test", "noise")
+    details = scorer.details(samples=123)
+    assert "not Inception" in details["is_name"] and "not Inception" in details["fid_name"]
+    assert "25.0%" in details["feature_network"]
+    assert details["samples"] == 123 and details["reference_split"] == "test"
+    assert details["reference_images"] == 50 and details["resizing"].startswith("none")
+    assert scorer.keys == ("eval/is_classifier", "eval/fid_classifier")
+
+
+def test_collapse_statistics():
+    constant = torch.zeros(16, 3, 8, 8)
+    assert collapse_statistics(constant)["collapsed"] == 1.0
+    # Different images but each one flat: collapsed too (within-image variation is zero).
+    flat = torch.linspace(-1, 1, 16).view(16, 1, 1, 1).expand(16, 3, 8, 8)
+    assert collapse_statistics(flat)["collapsed"] == 1.0
+    varied = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert collapse_statistics(varied)["collapsed"] == 0.0
+
+
+def tiny_data() -> ImageData:
+    images = torch.cat([noise_images(64, 1), 255 - noise_images(64, 2)])
+    labels = torch.cat([torch.zeros(64, dtype=torch.long), torch.ones(64, dtype=torch.long)])
+    order = torch.randperm(128, generator=torch.Generator().manual_seed(0))
+    images, labels = images[order], labels[order]
+    return ImageData(images[:96], labels[:96], images[96:], labels[96:], ["a", "b"], "toy", "toy")
+
+
+def test_tiny_classifier_learns_an_easy_split_and_leaves_the_global_rng_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    model, record = train_classifier(tiny_data(), tiny_settings(), log=lambda m: None)
+    assert torch.equal(torch.rand(3), expected)
+    assert record["test_accuracy"] >= 0.75 and record["arch"] == "tiny"
+    assert model(tiny_data().test).shape == (32, 2)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch_fidelity") is not None, reason="torch-fidelity is installed"
+)
+def test_without_torch_fidelity_auto_falls_back_and_inception_is_an_error(tmp_path):
+    config = ImageDataConfig(cache_dir=str(tmp_path))
+    data = tiny_data()
+    assert inception_network("cpu", log=lambda m: None) is None  # "auto" uses the classifier
+    with pytest.raises(RuntimeError, match="torch-fidelity"):
+        build_scorer("inception", "tiny", config, data, "train", 50, "cpu", 0, lambda m: None)
