@@ -10,6 +10,9 @@ over training). Steps to a return threshold are recorded as censored when never 
 from __future__ import annotations
 
 import os
+import pickle
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +20,78 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, sync_envs_normalization
 
+from agents.envs import AtariSettings, make
 from agents.sb3_roles import parameters_finite
+from suite.config import from_dict
 from suite.runner import Diverged, RunContext
 
 
-def make_env(env_id: str, seed: int, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
-    """One Monitor-wrapped environment, seeded (the Monitor gives episode statistics)."""
-    from agents.envs import make
+def make_env(
+    env_id: str,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    atari: AtariSettings | None = None,
+) -> gym.Env:
+    """One Monitor-wrapped environment, seeded (the Monitor gives episode statistics).
 
-    env = Monitor(make(env_id, env_kwargs or {}))
+    :param env_kwargs, max_episode_steps, atari: see agents/envs.py ``make``.
+    """
+    env = make(env_id, env_kwargs, max_episode_steps, atari)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
+
+
+def make_vec_env(
+    env_id: str,
+    seed: int,
+    n_envs: int,
+    env_kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    atari: AtariSettings | None = None,
+) -> DummyVecEnv:
+    """``n_envs`` copies stepped in one process (env i seeded ``seed + i``).
+
+    DummyVecEnv, not SubprocVecEnv: the suite already runs one process per run on each core, and
+    with small networks the per-step work is too small to pay for inter-process messages.
+    """
+    return DummyVecEnv(
+        [
+            partial(make_env, env_id, seed + i, env_kwargs, max_episode_steps, atari)
+            for i in range(n_envs)
+        ]
+    )
+
+
+def resolve_arm(config: Any, arm: str, roles=None) -> Any:
+    """The task config with ``config.arm_overrides[arm]`` applied, validated like the task.
+
+    Arms of an experiment differ by optimizer specs; some designs also need a task setting that
+    differs by arm (DQN's TD loss in a 2x2 optimizer x loss design, PPO's shared trunk). Those
+    settings go in the task's ``arm_overrides: {arm: {field: value}}``, which this applies. An
+    override may not change the roles (the engine resolves every arm's specs with the task's).
+
+    :param roles: the trainer's ``roles(config)`` function, to check that the roles stay.
+    """
+    overrides = config.arm_overrides.get(arm)
+    if not overrides:
+        return config
+    if "arm_overrides" in overrides:
+        raise ValueError(f"arm_overrides.{arm} cannot itself hold arm_overrides")
+    data = {**asdict(config), **overrides, "arm_overrides": {}}
+    resolved = from_dict(type(config), data, f"arm_overrides.{arm}")
+    if roles is not None and roles(resolved) != roles(config):
+        raise ValueError(f"arm_overrides.{arm} changes the optimizer roles; it may not")
+    return resolved
+
+
+def check_arm_overrides(config: Any, roles) -> None:
+    """Validate every arm's overrides now, before any run starts (call from Config.validate)."""
+    for arm in config.arm_overrides:
+        resolve_arm(config, arm, roles)
 
 
 def eval_seed(seed: int) -> int:
@@ -39,12 +100,18 @@ def eval_seed(seed: int) -> int:
 
 
 class EvalAndCheckpoint(BaseCallback):
-    """Every ``eval_every`` steps: greedy evaluation, divergence check, checkpoint."""
+    """Every ``eval_every`` steps: greedy evaluation, divergence check, checkpoint.
+
+    With a VecNormalize-wrapped training env, ``eval_env`` must be one too (``training=False``,
+    ``norm_reward=False``): its observation statistics are copied from training's before each
+    evaluation (SB3's EvalCallback does the same), and returns are the raw ones (the Monitor sits
+    inside). Training episodes (Monitor statistics of the last 100) are recorded alongside.
+    """
 
     def __init__(
         self,
         ctx: RunContext,
-        eval_env: gym.Env,
+        eval_env: gym.Env | VecEnv,
         total: int,
         eval_every: int,
         eval_episodes: int,
@@ -54,6 +121,7 @@ class EvalAndCheckpoint(BaseCallback):
         self.ctx, self.eval_env, self.total = ctx, eval_env, total
         self.eval_every, self.eval_episodes, self.save = eval_every, eval_episodes, save
         self.next_eval = eval_every
+        self.save_due = False
 
     def _on_step(self) -> bool:
         steps = self.num_timesteps
@@ -61,16 +129,26 @@ class EvalAndCheckpoint(BaseCallback):
         if steps >= self.next_eval or steps >= self.total:
             self.next_eval = (steps // self.eval_every + 1) * self.eval_every
             self.evaluate()
-            if steps < self.total:
-                self.save(self.model)
+            self.save_due = steps < self.total
         # Stop exactly at the budget: SB3 collects in chunks (train_freq, n_steps) and would
         # otherwise overshoot total_timesteps by up to one chunk.
         return steps < self.total
+
+    def _on_rollout_start(self) -> None:
+        # The checkpoint after an evaluation is written here, between rollouts: every collected
+        # transition is stored and trained on, and _last_obs matches the env. Mid-step (in
+        # _on_step) the step's transition is not yet stored and a train_freq chunk would be
+        # split, so a resumed run could not continue exactly as an uninterrupted one.
+        if self.save_due:
+            self.save_due = False
+            self.save(self.model)
 
     def evaluate(self) -> None:
         steps = self.num_timesteps
         if not parameters_finite(self.model.policy):
             raise Diverged(steps, "policy parameters")
+        if self.model.get_vec_normalize_env() is not None:
+            sync_envs_normalization(self.model.get_env(), self.eval_env)
         returns, lengths = evaluate_policy(
             self.model,
             self.eval_env,
@@ -84,12 +162,25 @@ class EvalAndCheckpoint(BaseCallback):
                 "eval/return": float(np.mean(returns)),
                 "eval/return_std": float(np.std(returns)),
                 "eval/episode_length": float(np.mean(lengths)),
+                **self.training_episodes(),
             },
         )
 
+    def training_episodes(self) -> dict[str, float]:
+        """Mean return and length of the last (up to 100) training episodes, from Monitor."""
+        episodes = self.model.ep_info_buffer
+        if not episodes:
+            return {}
+        return {
+            "train/episode_return": float(np.mean([e["r"] for e in episodes])),
+            "train/episode_length": float(np.mean([e["l"] for e in episodes])),
+        }
 
-def save_sb3_checkpoint(ctx: RunContext, model, replay: bool) -> None:
-    """Model (with its optimizers' state) and replay buffer, then the pointer to them.
+
+def save_sb3_checkpoint(ctx: RunContext, model, replay: bool, eval_env=None) -> None:
+    """Model (with its optimizers' state), replay buffer and VecNormalize statistics (when the
+    model has them), the training and evaluation environments as they stand (mid-episode, when
+    they can be pickled) and the action space's generator, then the pointer to them.
 
     Files carry the step in their name and the small checkpoint.pt, written last and atomically,
     names the pair to resume from; a kill in between leaves the previous pair in force.
@@ -104,11 +195,67 @@ def save_sb3_checkpoint(ctx: RunContext, model, replay: bool) -> None:
         model.save_replay_buffer(_tmp(buffer_path))
         os.replace(_tmp(buffer_path), buffer_path)
         files["replay"] = buffer_path.name
-    ctx.save_checkpoint({"timesteps": step, "files": files})
+    normalize = model.get_vec_normalize_env()
+    if normalize is not None:
+        stats_path = ctx.run_dir / f"vecnormalize-{step}.pkl"
+        normalize.save(_tmp(stats_path))
+        os.replace(_tmp(stats_path), stats_path)
+        files["vec_normalize"] = stats_path.name
+    envs_path = ctx.run_dir / f"envs-{step}.pkl"
+    try:
+        snapshot = pickle.dumps({"train": _gym_envs(model.get_env()), "eval": _gym_envs(eval_env)})
+    except Exception as error:  # noqa: BLE001 - an env that cannot be pickled: resume not exact
+        ctx.log(f"environments not saved ({type(error).__name__}: {error}); resume is not exact")
+    else:
+        _tmp(envs_path).write_bytes(snapshot)
+        os.replace(_tmp(envs_path), envs_path)
+        files["envs"] = envs_path.name
+    action_rng = model.action_space.np_random.bit_generator.state
+    ctx.save_checkpoint({"timesteps": step, "files": files, "action_space_rng": action_rng})
     keep = set(files.values())
-    for old in [*ctx.run_dir.glob("model-*.zip"), *ctx.run_dir.glob("replay-*.pkl")]:
+    saved = ("model-*.zip", "replay-*.pkl", "vecnormalize-*.pkl", "envs-*.pkl")
+    for old in [path for pattern in saved for path in ctx.run_dir.glob(pattern)]:
         if old.name not in keep:
             old.unlink(missing_ok=True)
+
+
+def _gym_envs(env) -> list[gym.Env] | None:
+    """The gymnasium envs inside ``env`` (a VecEnv's, or ``env`` itself)."""
+    if env is None:
+        return None
+    return list(env.unwrapped.envs) if isinstance(env, VecEnv) else [env]
+
+
+def _put_envs(env, saved: list[gym.Env] | None):
+    """``env`` with its gymnasium envs replaced by the saved ones (a VecEnv in place)."""
+    if env is None or saved is None:
+        return env
+    if isinstance(env, VecEnv):
+        env.unwrapped.envs[:] = saved
+        return env
+    return saved[0]
+
+
+def load_env_state(ctx: RunContext, state: dict[str, Any], env, eval_env) -> tuple[Any, Any, bool]:
+    """The training and evaluation environments as the checkpoint left them.
+
+    :returns: ``(env, eval_env, restored)``; ``restored`` is False when the envs could not be
+        saved: then the caller must reset the training env (``model._last_obs = None``).
+    """
+    name = state["files"].get("envs")
+    if name is None:
+        return env, eval_env, False
+    # A pickle written by this run itself, trusted as SB3's replay buffer pickle is.
+    saved = pickle.loads((ctx.run_dir / name).read_bytes())  # noqa: S301
+    return _put_envs(env, saved["train"]), _put_envs(eval_env, saved["eval"]), True
+
+
+def restore_random_state(ctx: RunContext, model, state: dict[str, Any]) -> None:
+    """After SB3's ``load`` (which reseeds everything from the run's seed): the generators as
+    the checkpoint saved them. Call it last, right before ``learn``."""
+    ctx.restore_rng()
+    if "action_space_rng" in state:
+        model.action_space.np_random.bit_generator.state = state["action_space_rng"]
 
 
 def _tmp(path: Path) -> Path:

@@ -5,7 +5,12 @@ Q-network, from the first step to the last and across save/load (see agents/sb3_
 The TD loss is a setting, because the optimizer effect depends on it (Obando-Ceron & Castro
 2021, §5.4: with RMSprop Huber beats MSE, Adam+MSE beats both).
 
-Run: ``python -m suite run quickstart`` (configs/quickstart.yaml).
+Networks: an MLP (classic control), the Nature CNN on preprocessed Atari frames (ALE ids get
+the standard preprocessing of agents/envs.py), or the MinAtar CNN (conv 16x3x3 + FC 128, Young &
+Tian 2019) on MinAtar's 10x10 frames; ``network`` picks one and ``net_arch`` is the head on top.
+
+Run: ``python -m suite run quickstart`` (configs/quickstart.yaml) or
+``python -m suite run dqn-breakout-adam-vs-rmsprop``.
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ from stable_baselines3 import DQN
 
 from agents.common import (
     EvalAndCheckpoint,
+    check_arm_overrides,
     eval_seed,
     final_metrics,
+    load_env_state,
     make_env,
+    resolve_arm,
+    restore_random_state,
     save_sb3_checkpoint,
 )
+from agents.envs import AtariSettings, describe
+from agents.networks import FEATURE_EXTRACTORS
 from agents.sb3_roles import RoleOptimizers
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
@@ -39,6 +50,10 @@ class Config:
     """gymnasium id; MinAtar and ALE ids are registered on demand."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """passed to gymnasium.make (sticky actions, frame skip, ...), recorded with the run."""
+    max_episode_steps: int | None = None
+    """time limit in agent steps; None keeps the registered one (MinAtar: agents/envs.py)."""
+    atari: AtariSettings = field(default_factory=AtariSettings)
+    """the Atari preprocessing (ALE ids only)."""
     total_timesteps: int = 50_000
     """environment steps of training."""
     buffer_size: int = 100_000
@@ -55,8 +70,10 @@ class Config:
     exploration_final_eps: float = 0.05
     loss: Literal["huber", "mse"] = "huber"
     """TD loss: Huber (Nature DQN's clipped TD error) or squared error."""
+    network: Literal["mlp", "nature_cnn", "minatar_cnn"] = "mlp"
+    """features extractor: none (MLP), Nature CNN (Atari frames) or MinAtar CNN."""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    """hidden layer sizes of the MLP Q-network."""
+    """hidden layer sizes of the Q-network's head (on the features; [] for the CNNs' papers)."""
     eval_every: int = 5_000
     """environment steps between greedy evaluations (and checkpoints)."""
     eval_episodes: int = 5
@@ -64,6 +81,8 @@ class Config:
     """the final return is the mean over this many last evaluations."""
     return_threshold: float | None = None
     """if set, steps to reach this eval return are recorded (censored when never reached)."""
+    arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """task settings that differ by arm, e.g. ``{adam_mse: {loss: mse}}`` (agents/common.py)."""
 
     def validate(self) -> None:
         for name in (
@@ -81,6 +100,9 @@ class Config:
                 raise ValueError(f"{name} must be >= 1")
         if not 0 <= self.gamma <= 1:
             raise ValueError("gamma must be in [0, 1]")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ValueError("max_episode_steps must be >= 1")
+        check_arm_overrides(self, roles)
 
 
 def roles(config: Config) -> tuple[str, ...]:
@@ -132,9 +154,18 @@ class SuiteDQN(RoleOptimizers, DQN):
         self.logger.record("train/loss", float(np.mean(losses)))
 
 
+def policy_kwargs(config: Config) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"net_arch": list(config.net_arch)}
+    extractor = FEATURE_EXTRACTORS[config.network]
+    if extractor is not None:
+        kwargs["features_extractor_class"] = extractor
+    return kwargs
+
+
 def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, device: str) -> SuiteDQN:
     return SuiteDQN(
-        "MlpPolicy",
+        # CnnPolicy scales uint8 frames to [0, 1]; MinAtar's boolean frames are not images to SB3.
+        "CnnPolicy" if config.network == "nature_cnn" else "MlpPolicy",
         env,
         role_specs={role: spec.to_dict() for role, spec in specs.items()},
         loss=config.loss,
@@ -148,7 +179,7 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
         target_update_interval=config.target_update_interval,
         exploration_fraction=config.exploration_fraction,
         exploration_final_eps=config.exploration_final_eps,
-        policy_kwargs={"net_arch": list(config.net_arch)},
+        policy_kwargs=policy_kwargs(config),
         seed=seed,
         device=device,
         verbose=0,
@@ -156,21 +187,32 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
 
 
 def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:
-    env = make_env(config.env_id, ctx.seed, config.env_kwargs)
-    eval_env = make_env(config.env_id, eval_seed(ctx.seed), config.env_kwargs)
+    config = resolve_arm(config, ctx.run.arm)
+    settings = (config.env_kwargs, config.max_episode_steps, config.atari)
+    env = make_env(config.env_id, ctx.seed, *settings)
+    eval_env = make_env(config.env_id, eval_seed(ctx.seed), *settings)
     state = ctx.load_checkpoint()
     if state is None:
         model = build(config, specs, env, ctx.seed, ctx.device)
     else:
-        model = SuiteDQN.load(ctx.run_dir / state["files"]["model"], env=env, device=ctx.device)
+        env, eval_env, restored = load_env_state(ctx, state, env, eval_env)
+        # With the env restored mid-episode, keep SB3's saved last observation (force_reset
+        # would restart the episode); an env that could not be saved restarts from a reset.
+        model = SuiteDQN.load(
+            ctx.run_dir / state["files"]["model"],
+            env=env,
+            device=ctx.device,
+            force_reset=not restored,
+        )
         model.load_replay_buffer(ctx.run_dir / state["files"]["replay"])
+        restore_random_state(ctx, model, state)
     callback = EvalAndCheckpoint(
         ctx,
         eval_env,
         config.total_timesteps,
         config.eval_every,
         config.eval_episodes,
-        save=lambda m: save_sb3_checkpoint(ctx, m, replay=True),
+        save=lambda m: save_sb3_checkpoint(ctx, m, replay=True, eval_env=eval_env),
     )
     callback.next_eval = (model.num_timesteps // config.eval_every + 1) * config.eval_every
     model.learn(
@@ -180,7 +222,10 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     )
     optimizer = model.policy.optimizer
     details = {
+        "loss": config.loss,
+        "network": config.network,
         "env_kwargs": config.env_kwargs,
+        "env": describe(env, config.atari),
         "q_optimizer": type(optimizer.inner).__name__,
         "q_lr_final": optimizer.lr,
         "q_optimizer_steps": optimizer.steps,

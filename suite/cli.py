@@ -8,6 +8,7 @@ starts nothing: every check runs before the first run is launched.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -26,9 +27,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
+def _add_experiment_options(parser: argparse.ArgumentParser, optional: bool = False) -> None:
     parser.add_argument(
         "experiment",
+        nargs="?" if optional else None,
         help="a name from `suite list experiments`, or a path to your own experiment file (.yaml)",
     )
     parser.add_argument(
@@ -85,8 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "cpu", "cuda"),
         help="auto: cuda if available, else cpu",
     )
+    run.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="local: worker processes on this machine; ray: tasks on a Ray cluster, results "
+        "into the local results directory (pip install 'suite[ray]'; see suite/executors.py)",
+    )
+    run.add_argument(
+        "--address",
+        help="Ray cluster for --executor ray: auto (`ray start` on this machine), HOST:6379, "
+        "or ray://HOST:10001 (default: $RAY_ADDRESS, else a local Ray instance)",
+    )
     run.add_argument("--results", default="results", help="results directory (default ./results)")
     run.add_argument("--no-report", action="store_true", help="skip the summary table at the end")
+    run.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="add seeds in batches (of the initial seed count) until no claim is inconclusive "
+        "or --max-seeds is reached. Optional stopping: the CIs are not corrected for it",
+    )
+    run.add_argument("--max-seeds", type=int, help="seed limit per arm for --until-decided")
 
     listing = verbs.add_parser("list", help="list experiments, optimizers, schedules, runs, claims")
     listing.add_argument(
@@ -99,10 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_options(show)
     show.add_argument("--json", action="store_true", help="machine-readable output")
 
-    report = verbs.add_parser("report", help="summarize an experiment's results")
-    _add_experiment_options(report)
+    report = verbs.add_parser(
+        "report",
+        help="write report.md/report.html (claims, metrics, curves, samples) and print a summary",
+    )
+    _add_experiment_options(report, optional=True)
     report.add_argument("--results", default="results", help="results directory")
-    report.add_argument("--json", action="store_true", help="machine-readable output")
+    report.add_argument("--json", action="store_true", help="print the report's data as JSON")
+    report.add_argument(
+        "--all",
+        action="store_true",
+        help="report every experiment and budget with results, and write results/index.html",
+    )
     return parser
 
 
@@ -125,23 +154,89 @@ def cmd_run(args) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1 or args.threads < 1:
         raise ConfigError("must be >= 1", key="--workers" if workers < 1 else "--threads")
+    if args.address and args.executor != "ray":
+        raise ConfigError("only applies with --executor ray", key="--address")
+    if args.max_seeds is not None and not args.until_decided:
+        raise ConfigError("only applies with --until-decided", key="--max-seeds")
+    if args.until_decided and args.executor != "local":
+        raise ConfigError("runs with the local executor only", key="--until-decided")
     try:
-        device = resolve_device(args.device)
+        # On a Ray cluster the workers' devices count, not this machine's (suite/executors.py).
+        device = resolve_device(args.device) if args.executor == "local" else args.device
     except RuntimeError as error:
         raise ConfigError(str(error), key="--device") from None
     runs = expand(experiment)
     store = Store(args.results)
+    where = f"{workers} workers" if args.executor == "local" else f"Ray {args.address or 'local'}"
     print(
         f"{experiment.name} [{experiment.budget} budget]: {len(experiment.arms)} arms x "
-        f"{len(experiment.seeds)} seeds = {len(runs)} runs on {device}, {workers} workers "
+        f"{len(experiment.seeds)} seeds = {len(runs)} runs on {device}, {where} "
         f"-> {store.root}",
         flush=True,
     )
-    counts = run_grid(runs, store, workers, device, args.threads, make_display())
+    if args.executor == "ray":
+        from suite.executors import run_grid_ray
+
+        counts = run_grid_ray(
+            runs, store, device, args.threads, make_display(), args.address, args.workers
+        )
+    elif args.until_decided:
+        counts = _run_until_decided(experiment, args.max_seeds, store, workers, device, args)
+    else:
+        counts = run_grid(runs, store, workers, device, args.threads, make_display())
     print("runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     if not args.no_report:
         print_summary(experiment, store)
     return 0 if not counts.get("failed") else 1
+
+
+def _run_until_decided(experiment, max_seeds, store, workers, device, args) -> dict[str, int]:
+    """Run the grid, judge the claims, and add seeds until none is inconclusive."""
+    from suite.progress import make_display
+    from suite.report import claim_outcomes, select_results
+    from suite.runner import expand, run_grid
+
+    if not experiment.claims:
+        raise ConfigError("this experiment has no claims to decide", key="--until-decided")
+    if max_seeds is None or max_seeds < len(experiment.seeds):
+        raise ConfigError(
+            f"--until-decided needs --max-seeds >= the {len(experiment.seeds)} seeds planned",
+            key="--max-seeds",
+        )
+    counts: dict[str, int] = {}
+
+    def run_batch(seeds: list[int]) -> list[str]:
+        nonlocal counts
+        batch = dataclasses.replace(experiment, seeds=seeds)
+        counts = run_grid(expand(batch), store, workers, device, args.threads, make_display())
+        outcomes = claim_outcomes(batch, select_results(batch, store))
+        print(
+            f"until-decided, {len(seeds)} seeds: "
+            + ", ".join(f"{o.claim.id} {o.verdict}" for o in outcomes),
+            flush=True,
+        )
+        return [o.verdict for o in outcomes]
+
+    until_decided(experiment.seeds, max_seeds, run_batch)
+    return counts
+
+
+def until_decided(seeds: list[int], max_seeds: int, run_batch) -> list[int]:
+    """Call ``run_batch(seeds)`` with more seeds until no verdict it returns is inconclusive.
+
+    Seeds grow by batches of ``len(seeds)`` (new seeds continue after the largest), never past
+    ``max_seeds``. Stopping once a CI excludes 0 is optional stopping, which inflates the false
+    positive rate somewhat (Colas et al. 2018, Sec. 5): read such verdicts with that in mind.
+
+    :returns: the seeds of the last batch.
+    """
+    batch = len(seeds)
+    while True:
+        verdicts = run_batch(seeds)
+        if "inconclusive" not in verdicts or len(seeds) >= max_seeds:
+            return seeds
+        more = min(batch, max_seeds - len(seeds))
+        seeds = seeds + list(range(max(seeds) + 1, max(seeds) + 1 + more))
 
 
 def cmd_list(args) -> int:
@@ -173,7 +268,7 @@ def cmd_show(args) -> int:
             for arm, specs in experiment.arms.items()
         },
         "metrics": experiment.metrics,
-        "claims": experiment.claims,
+        "claims": [claim.to_dict() for claim in experiment.claims],
     }
     if args.json:
         print(json.dumps(resolved, indent=2))
@@ -185,15 +280,30 @@ def cmd_show(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from suite.report import print_summary, summary_data
+    from suite.report import print_summary, write_all, write_report
     from suite.store import Store
 
-    experiment = _load(args)
+    if args.all == (args.experiment is not None):
+        raise ConfigError("give an experiment or --all (not both)", key="report")
     store = Store(args.results)
+    if args.all:
+        entries, paths = write_all(store)
+        if args.json:
+            print(json.dumps(entries, indent=2))
+            return 0
+        for entry in entries:
+            for claim in entry["claims"]:
+                budget = entry["budget"] or "no results"
+                print(f"{entry['experiment']} [{budget}] {claim['id']}: {claim['verdict']}")
+        print(f"index: {paths['html']}\n       {paths['md']}")
+        return 0
+    experiment = _load(args)
+    data, paths = write_report(experiment, store)
     if args.json:
-        print(json.dumps(summary_data(experiment, store), indent=2))
-    else:
-        print_summary(experiment, store)
+        print(json.dumps(data, indent=2))
+        return 0
+    print_summary(experiment, store, data)
+    print(f"report: {paths['html']}\n        {paths['md']}")
     return 0
 
 
@@ -204,11 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.verb](args)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ResultsError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ConfigError, ResultsError) as error:
+        # One line whatever the input held (a key may contain \r or U+2028).
+        print(f"error: {' '.join(str(error).splitlines())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

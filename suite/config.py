@@ -62,14 +62,50 @@ _Loader.add_implicit_resolver(
 )
 
 
+# Experiment files are small. Anchors and aliases are allowed (sharing a spec between arms), but
+# not a structure that refers to itself or expands to millions of values (a "billion laughs"),
+# which would hang or crash everything that walks it (hashing the run, JSON, dataclasses).
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 50
+
+
+def _check_shape(data: Any) -> None:
+    budget = MAX_YAML_VALUES
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ConfigError(
+                f"malformed YAML: expands to more than {MAX_YAML_VALUES} values (an alias bomb?)"
+            )
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(
+                f"malformed YAML: nested deeper than {MAX_YAML_DEPTH} levels"
+                " (an alias that refers to itself?)"
+            )
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in (*value.keys(), *value.values()))
+        elif isinstance(value, (list, tuple, set)):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def parse_yaml(text: str, file: str | None = None) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"malformed YAML: {problem}", key=where, file=file) from None
+    except RecursionError:
+        raise ConfigError("malformed YAML: nested too deeply", file=file) from None
+    try:
+        _check_shape(data)
+    except ConfigError as error:
+        error.file = file
+        raise
+    return data
 
 
 def read_yaml(path: Path) -> Any:
@@ -179,7 +215,7 @@ class Experiment:
     arms: dict[str, dict[str, Any]]  # arm -> role -> OptimizerSpec
     seeds: list[int]
     metrics: list[str]
-    claims: list[dict[str, Any]] = field(default_factory=list)
+    claims: list[Any] = field(default_factory=list)  # suite.claims.Claim
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -253,6 +289,18 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     node[keys[-1]] = value
 
 
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``; nested mappings merge key by key, so a budget that sets one
+    field of ``task.data`` keeps the others (lightning-hydra's "override only what differs")."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _check_top_level(raw: Any) -> None:
     if not isinstance(raw, dict):
         raise ConfigError("an experiment file must be a mapping of keys")
@@ -264,16 +312,24 @@ def _check_top_level(raw: Any) -> None:
             raise ConfigError(f"missing required key {key!r}")
 
 
+# Seeds go to numpy's and gymnasium's seeding, which take 0 <= seed < 2**32; a grid of more
+# runs than this per arm is a typo, not an experiment.
+MAX_SEEDS = 10_000
+SEED_LIMIT = 2**32
+
+
 def _resolve_seeds(raw_seeds: Any, key: str) -> list[int]:
     if isinstance(raw_seeds, bool) or not isinstance(raw_seeds, (int, list)):
         raise ConfigError(f"expected a count or a list of seeds, got {raw_seeds!r}", key=key)
     if isinstance(raw_seeds, int):
-        if raw_seeds < 1:
-            raise ConfigError(f"need at least 1 seed, got {raw_seeds}", key=key)
+        if not 1 <= raw_seeds <= MAX_SEEDS:
+            raise ConfigError(f"need 1 to {MAX_SEEDS} seeds, got {raw_seeds}", key=key)
         return list(range(raw_seeds))
     seeds = _coerce(raw_seeds, list[int], key)
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ConfigError("seeds must be distinct non-negative integers", key=key)
+    if len(seeds) > MAX_SEEDS or max(seeds) >= SEED_LIMIT:
+        raise ConfigError(f"at most {MAX_SEEDS} seeds, each below 2**32", key=key)
     return seeds
 
 
@@ -304,6 +360,11 @@ def _resolve_arms(raw_arms: Any, roles: tuple[str, ...]) -> dict[str, dict[str, 
                 validate_spec(spec)
             except ConfigError as error:
                 raise error.within(f"{key}.{role}") from None
+            except Exception as error:  # noqa: BLE001 - any rejection of a value is bad input
+                raise ConfigError(
+                    f"{spec.optimizer} rejects these settings: {type(error).__name__}: {error}",
+                    key=f"{key}.{role}",
+                ) from None
             specs[role] = spec
         arms[str(arm)] = specs
     return arms
@@ -326,6 +387,7 @@ def load_experiment(
 
 
 def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
+    from suite.claims import validate_claims
     from suite.trainers import trainer_module
 
     raw = read_yaml(path)
@@ -359,7 +421,7 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
         )
     if not isinstance(raw["task"], dict):
         raise ConfigError("expected a mapping of settings", key="task")
-    merged = {"task": {**raw["task"], **budgets[budget]}}
+    merged = {"task": _deep_merge(raw["task"], budgets[budget])}
     for assignment in task_overrides:
         apply_override(merged, assignment)
     settings = merged["task"]
@@ -367,6 +429,7 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
     task = from_dict(module.Config, settings, "task")
     seed_list = _resolve_seeds(seeds if seeds is not None else seed_setting, "seeds")
     resolved_arms = _resolve_arms(raw["arms"], tuple(module.roles(task)))
+    file_arms = list(resolved_arms)  # claims may name arms that --arms leaves out
     if arm_names:
         unknown = [a for a in arm_names if a not in resolved_arms]
         if unknown:
@@ -375,9 +438,7 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
             )
         resolved_arms = {a: resolved_arms[a] for a in arm_names}
     metrics = _coerce(raw.get("metrics", []), list[str], "metrics")
-    claims = raw.get("claims") or []
-    if not isinstance(claims, list):
-        raise ConfigError("expected a list of claims", key="claims")
+    claims = validate_claims(raw.get("claims"), file_arms, metrics)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("expected a string", key="description")

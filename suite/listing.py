@@ -71,17 +71,44 @@ def runs(args) -> list[dict[str, Any]]:
 
 
 def claims(args) -> list[dict[str, Any]]:
-    from suite.config import CONFIG_DIR, experiment_names, read_yaml
+    """Every claim in configs/ with its experiment and latest verdict: the verdict at the
+    largest budget (full, then quick, then smoke) that has results in ``--results``."""
+    from suite.config import BUDGETS, CONFIG_DIR, experiment_names, load_experiment, read_yaml
+    from suite.report import claim_outcomes, select_results
+    from suite.store import Store
 
+    store = Store(args.results)
     rows = []
     for name in experiment_names():
         raw = read_yaml(CONFIG_DIR / f"{name}.yaml")
-        for claim in raw.get("claims") or []:
+        if not isinstance(raw, dict) or not raw.get("claims"):
+            continue
+        budgets = [b for b in reversed(BUDGETS) if store.rows(name, b)]
+        budget = next(iter(budgets), None)
+        try:
+            experiment = load_experiment(name, budget or next(iter(raw["budgets"]), "quick"))
+        except Exception as error:  # noqa: BLE001 - one broken experiment must not hide the rest
             rows.append(
                 {
-                    "claim": claim.get("id"),
+                    "claim": "-",
                     "experiment": name,
-                    "statement": claim.get("statement", ""),
+                    "budget": "-",
+                    "n": 0,
+                    "verdict": f"error: {error}",
+                    "statement": "",
+                }
+            )
+            continue
+        results = select_results(experiment, store) if budget else []
+        for outcome in claim_outcomes(experiment, results):
+            rows.append(
+                {
+                    "claim": outcome.claim.id,
+                    "experiment": name,
+                    "budget": budget or "-",
+                    "n": outcome.n,
+                    "verdict": outcome.verdict,
+                    "statement": outcome.claim.statement,
                 }
             )
     return rows

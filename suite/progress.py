@@ -126,7 +126,7 @@ class LiveDisplay(Display):
             table.add_column(column)
         for state in self.running.values():
             fraction = state.step / state.total if state.total else 0.0
-            latest = ", ".join(f"{k}={v:.4g}" for k, v in list(state.metrics.items())[-2:])
+            latest = ", ".join(f"{k}={v:.4g}" for k, v in list(state.metrics.items())[:2])
             table.add_row(
                 state.label,
                 f"{state.step}/{state.total or '?'}",

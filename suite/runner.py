@@ -13,8 +13,10 @@ import io
 import multiprocessing as mp
 import os
 import queue as queue_module
+import random
 import resource
 import signal
+import sys
 import time
 import traceback
 from dataclasses import asdict
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from suite.config import Experiment
+from suite.errors import ResultsError
 from suite.result import FINISHED, Result, RunSpec
-from suite.store import Store, owner_id, write_atomic
+from suite.store import Store, owner_id, owner_pid, write_atomic
 
 HEARTBEAT_EVERY_S = 60.0
 PROGRESS_EVERY_S = 0.5
@@ -65,6 +68,41 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def rng_state() -> dict[str, Any]:
+    """The global random generators a trainer may draw from (python, numpy, torch), as data
+    that ``torch.load(weights_only=True)`` reads back."""
+    import numpy as np
+    import torch
+
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": numpy_state,
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put the global random generators back where ``rng_state()`` found them."""
+    import numpy as np
+    import torch
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {**numpy_state["state"]}
+    numpy_state["state"]["key"] = np.array(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class RunContext:
     """What a trainer gets besides its config: seed, device, run directory, and the hooks to
     record curves, report progress, check for divergence and checkpoint."""
@@ -80,6 +118,7 @@ class RunContext:
     ):
         self.run, self.run_dir, self.device, self.seed = run, run_dir, device, run.seed
         self.curves: dict[str, list[list[float]]] = {}
+        self.saved_rng: dict[str, Any] | None = None
         self.elapsed_before_s = 0.0
         self.started = time.perf_counter()
         self._events, self._store, self._owner = events, store, owner
@@ -130,11 +169,18 @@ class RunContext:
         return self.elapsed_before_s + time.perf_counter() - self.started
 
     def save_checkpoint(self, state: dict[str, Any], name: str = "checkpoint.pt") -> None:
-        """Save ``state`` (tensors, numbers, strings, lists, dicts) with the curves, atomically."""
+        """Save ``state`` (tensors, numbers, strings, lists, dicts) with the curves and the
+        global random generators' states (see ``restore_rng``), atomically."""
         import torch
 
+        saved = {
+            "state": state,
+            "curves": self.curves,
+            "elapsed_s": self.elapsed_s(),
+            "rng": rng_state(),
+        }
         buffer = io.BytesIO()
-        torch.save({"state": state, "curves": self.curves, "elapsed_s": self.elapsed_s()}, buffer)
+        torch.save(saved, buffer)
         write_atomic(self.run_dir / name, buffer.getvalue())
 
     def load_checkpoint(self, name: str = "checkpoint.pt") -> dict[str, Any] | None:
@@ -146,10 +192,21 @@ class RunContext:
             return None
         saved = torch.load(path, map_location="cpu", weights_only=True)
         self.curves = saved["curves"]
+        self.saved_rng = saved.get("rng")
         self.elapsed_before_s = float(saved["elapsed_s"])
         self.started = time.perf_counter()
         self.log(f"resumed from {name}")
         return saved["state"]
+
+    def restore_rng(self) -> None:
+        """Put python's, numpy's and torch's generators where the loaded checkpoint saved them.
+
+        Call it after everything that reseeds or draws at construction (building networks,
+        stable-baselines3's ``load``, which reseeds from the run's seed), right before training
+        continues: a resumed run then draws the same numbers as an uninterrupted one.
+        """
+        if self.saved_rng is not None:
+            set_rng_state(self.saved_rng)
 
     # --- the result --------------------------------------------------------------------------
 
@@ -222,6 +279,9 @@ def execute_run(
     store, owner = Store(results_root), owner_id()
     if not store.claim(run.run_id, owner):
         return "skipped"
+    if _already_finished(store, run, owner):
+        return "skipped"
+    store.clean_temporary(run)
     module = trainer_module(run.trainer)
     config = from_dict(module.Config, run.task, "task")
     specs = {role: from_dict(OptimizerSpec, spec, role) for role, spec in run.optimizers.items()}
@@ -239,6 +299,8 @@ def execute_run(
         result = ctx.result({}, status="diverged")
         result.diverged_at_step, result.error = diverged.step, str(diverged)
     except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
+        # A write that failed half-way (disk full) leaves its temporary file: free the space.
+        store.clean_temporary(run)
         ctx.log(traceback.format_exc())
         result = ctx.result({}, status="failed")
         result.error = _one_line(error)
@@ -258,6 +320,18 @@ def execute_run(
     return result.status
 
 
+def _already_finished(store: Store, run: RunSpec, owner: str) -> bool:
+    """A result written by a run killed before it could mark the index: keep it, as it is."""
+    try:
+        result = store.load_result(store.run_dir(run).relative_to(store.root))
+    except ResultsError:
+        return False
+    if result is None or result.status not in FINISHED:
+        return False
+    store.finish(run.run_id, result.status, owner)
+    return True
+
+
 def _one_line(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     if "out of memory" in text.lower():
@@ -272,13 +346,31 @@ def _child_main(run_data, results_root, device, threads, events):
         execute_run(run_data, results_root, device, threads, events)
     except KeyboardInterrupt:
         os._exit(130)
+    except ResultsError as error:
+        # The results directory failed (disk full): one line; the parent records the run.
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        os._exit(EXIT_RESULTS_ERROR)
+    except Exception as error:  # noqa: BLE001 - outside train(): report in one line, no traceback
+        print(
+            f"error: {run_data.get('arm')}/seed{run_data.get('seed')}: {_one_line(error)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
 
 
-def _record_crash(store: Store, run: RunSpec, exitcode: int) -> None:
-    """A worker that died without writing its result (killed, out of memory): record a failure."""
+EXIT_RESULTS_ERROR = 3
+
+
+def _record_crash(store: Store, run: RunSpec, exitcode: int, pid: int) -> None:
+    """A worker that died without writing its result (killed, out of memory): record a failure.
+
+    Only while the dead worker (``pid``) still holds the run's claim: a worker that died before
+    claiming, or after handing the run back, must not touch a run another process holds.
+    """
     rows = {r["run_id"]: r for r in store.rows(run.experiment, run.budget)}
     row = rows.get(run.run_id)
-    if row is None or row["status"] in FINISHED or row["status"] == "failed":
+    if row is None or row["status"] in FINISHED or owner_pid(row["owner"]) != pid:
         return
     cause = f"signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
     result = Result(
@@ -302,6 +394,7 @@ def run_grid(
 ) -> dict[str, int]:
     """Run every unfinished run, ``workers`` processes at a time. Returns counts by status."""
     store.register(runs)
+    store.reconcile(runs)
     todo = [r for r in runs if store.status(r.run_id) not in FINISHED]
     display.begin(runs, done=len(runs) - len(todo))
     context = mp.get_context("spawn")
@@ -326,9 +419,18 @@ def run_grid(
                     del active[run_id]
                     _drain(events, display, timeout=0.0)
                     if process.exitcode != 0:
-                        _record_crash(store, run, process.exitcode)
+                        _record_crash(store, run, process.exitcode, process.pid)
                         display.crashed(run, process.exitcode)
-    except KeyboardInterrupt:
+                    if process.exitcode == EXIT_RESULTS_ERROR:
+                        # The results directory cannot take more (disk full): every further
+                        # run would fail the same way; stop, keeping what is finished.
+                        raise ResultsError(
+                            f"results directory {store.root} failed while saving "
+                            f"{run.label} (disk full or unwritable?); finished results are kept"
+                        )
+    except BaseException:
+        # Interrupted, or the results directory failed: stop the workers (they hand their runs
+        # back and resume next time) rather than leave them training unseen.
         for process, _ in active.values():
             process.terminate()
         for process, _ in active.values():

@@ -49,40 +49,77 @@ CREATE TABLE IF NOT EXISTS runs (
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, whole.
+
+    :raises ResultsError: the write failed (full disk, unwritable directory); the old file, if
+        any, is left as it was and the temporary file is removed.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        raise ResultsError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def is_temporary(path: Path) -> bool:
+    """A temporary file of write_atomic or of a trainer's checkpoint (``.NAME.tmp...``)."""
+    return path.name.startswith(".") and ".tmp" in path.name
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True).encode())
 
 
-def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ('' where /proc is missing).
+
+    With it an owner id names one process, not a pid the system may have handed out again
+    after the owner was killed (a claim would otherwise stay held by a stranger).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # Field 22 (starttime); the command name (field 2) may hold spaces, so split after ')'.
+    return stat.rpartition(")")[2].split()[19]
+
+
+def owner_id(pid: int | None = None) -> str:
+    """``host:pid:start``: the process that holds a claim."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+
+
+def owner_pid(owner: str | None) -> int | None:
+    """The pid in an owner id, if the owner is on this host."""
+    if not owner:
+        return None
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
 
 
 def _owner_alive(owner: str | None, heartbeat: float | None) -> bool:
     if not owner:
         return False
-    host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname():
+    pid = owner_pid(owner)
+    if pid is not None:
         try:
-            os.kill(int(pid), 0)
-        except (ProcessLookupError, ValueError):
+            os.kill(pid, 0)
+        except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        return True
+            pass
+        started = owner.rpartition(":")[2]
+        return not started or _start_time(pid) in ("", started)
     return heartbeat is not None and time.time() - heartbeat < STALE_AFTER_S
 
 
@@ -158,6 +195,40 @@ class Store:
                     for r in runs
                 ],
             )
+
+    def reconcile(self, runs: list[RunSpec]) -> None:
+        """Make the index agree with the result files, which are written first.
+
+        A kill between writing ``result.json`` and marking the run finished leaves the index
+        behind; the file is the truth, so such a run is marked finished and not run again (its
+        result stays byte-identical). A finished run whose result file is gone is run again.
+        """
+        statuses = {row["run_id"]: row["status"] for row in self.rows()}
+        for run in runs:
+            path = self.run_dir(run).relative_to(self.root)
+            try:
+                result = self.load_result(path)
+            except ResultsError:
+                result = None  # half a file cannot exist (atomic writes); treat as missing
+            on_file = result.status if result is not None else None
+            indexed = statuses.get(run.run_id)
+            if on_file in FINISHED and indexed != on_file:
+                self._set_status(run.run_id, on_file)
+            elif on_file not in FINISHED and indexed in FINISHED:
+                self._set_status(run.run_id, "pending")
+
+    def _set_status(self, run_id: str, status: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, owner = NULL, updated = ? WHERE run_id = ?",
+                (status, time.time(), run_id),
+            )
+
+    def clean_temporary(self, run: RunSpec) -> None:
+        """Remove temporary files a killed writer left in a run directory (claim held)."""
+        for path in self.run_dir(run).glob(".*"):
+            if path.is_file() and is_temporary(path):
+                path.unlink(missing_ok=True)
 
     def status(self, run_id: str) -> str | None:
         with self._connect() as db:

@@ -37,7 +37,9 @@ __all__ = [
     "VERDICTS",
     "Direction",
     "Verdict",
+    "direction_verdict",
     "equivalence_verdict",
+    "judge_direction",
     "judge_effect",
     "judge_equivalence",
     "judge_value",
@@ -246,6 +248,28 @@ def value_verdict(
     return "reproduced"
 
 
+def direction_verdict(
+    ci_low: float, ci_high: float, direction: Direction, budget: str, n: int
+) -> str:
+    """Label a claim that A is better than B with no size given ("Adam works better").
+
+    The CI is of the raw effect A - B (or A / B - 1). "reproduced" if it lies entirely on the
+    favoured side of 0 (above for "higher", below for "lower"), "contradicted" if entirely on the
+    other side, else "inconclusive"; smoke-only / not-run / too few seeds as in :func:`verdict`.
+    "weaker" and "stronger" need a claimed size, so they never occur here.
+    """
+    _check_direction(direction)
+    early = _precheck(ci_low, ci_high, budget, n)
+    if early is not None:
+        return early
+    low, high = (ci_low, ci_high) if direction == "higher" else (-ci_high, -ci_low)
+    if low > 0.0:
+        return "reproduced"
+    if high < 0.0:
+        return "contradicted"
+    return "inconclusive"
+
+
 # --------------------------------------------------------------------------------------------
 # Labels with their one-sentence reason
 # --------------------------------------------------------------------------------------------
@@ -333,6 +357,29 @@ def judge_value(
             "inconclusive": _few_seeds(n),
         }[label]
     return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds')}: {reason_text}")
+
+
+def judge_direction(
+    ci_low: float,
+    ci_high: float,
+    *,
+    direction: Direction,
+    budget: str,
+    n: int,
+    confidence: float = 0.95,
+) -> Verdict:
+    """:func:`direction_verdict` plus a one-sentence reason."""
+    label = direction_verdict(ci_low, ci_high, direction, budget, n)
+    ci = _ci_text(ci_low, ci_high, confidence)
+    favoured = "above" if direction == "higher" else "below"
+    reason_text = {
+        "smoke-only": f"a smoke run never yields a reproduction verdict ({ci})",
+        "not-run": "no seeds completed",
+        "reproduced": f"{ci} lies entirely {favoured} 0 ({direction} is better)",
+        "contradicted": f"{ci} lies entirely on the unfavoured side of 0 ({direction} is better)",
+        "inconclusive": _few_seeds(n) if n < MIN_SEEDS else f"{ci} contains 0",
+    }[label]
+    return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")
 
 
 def _few_seeds(n: int) -> str:

@@ -35,3 +35,36 @@ class FailsAtStep(torch.optim.SGD):
         if self.calls >= self.fail_at:
             raise RuntimeError("injected failure")
         return super().step(closure)
+
+
+class OutOfMemoryAtStep(torch.optim.SGD):
+    """SGD that raises torch.OutOfMemoryError at its ``oom_at``-th step, as CUDA does when a
+    run needs more GPU memory than there is (it must fail that run, not the grid)."""
+
+    def __init__(self, params, lr=0.01, oom_at: int = 2):
+        super().__init__(params, lr=lr)
+        self.oom_at, self.calls = oom_at, 0
+
+    def step(self, closure=None):
+        self.calls += 1
+        if self.calls >= self.oom_at:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().step(closure)
+
+
+class KilledAtStep(torch.optim.SGD):
+    """SGD whose process SIGKILLs itself at the ``kill_at``-th step, as the kernel's OOM killer
+    does: no exception, no result written; the runner must record the run as failed."""
+
+    def __init__(self, params, lr=0.01, kill_at: int = 2):
+        super().__init__(params, lr=lr)
+        self.kill_at, self.calls = kill_at, 0
+
+    def step(self, closure=None):
+        import os
+        import signal
+
+        self.calls += 1
+        if self.calls >= self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().step(closure)

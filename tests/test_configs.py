@@ -37,3 +37,16 @@ def test_yaml_reads_exponent_floats_as_numbers():
 
     assert parse_yaml("lr: 3e-4") == {"lr": 3e-4}
     assert parse_yaml("n: 30000") == {"n": 30000}
+
+
+def test_budget_settings_merge_into_nested_task_settings(tmp_path):
+    text = (CONFIG_DIR / "quickstart.yaml").read_text()
+    text = text.replace(
+        "  env_id: CartPole-v1\n",
+        "  env_id: CartPole-v1\n  env_kwargs: {max_episode_steps: 200, render_mode: null}\n",
+    )
+    text = text.replace("  quick: {", "  quick: {env_kwargs: {max_episode_steps: 100}, ")
+    path = tmp_path / "nested.yaml"
+    path.write_text(text)
+    task = load_experiment(str(path), "quick").task
+    assert task.env_kwargs == {"max_episode_steps": 100, "render_mode": None}

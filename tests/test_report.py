@@ -1,0 +1,302 @@
+"""Reports: curve bands by hand, a report from constructed quick-budget results (every section,
+PNGs that open, strict JSON, headless Chromium), and the real CLI on smoke runs (report,
+--json, --all, list claims, run --until-decided)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from suite.cli import main
+from suite.config import load_experiment
+from suite.report import curve_band, write_report
+from suite.result import Result
+from suite.runner import expand
+from suite.store import Store
+
+FIXTURE = Path(__file__).parent / "data" / "claims_smoke.yaml"
+SECTIONS = ("claims", "arms", "curves", "samples", "reproduction")
+MD_SECTIONS = ("## Claims", "## Arms", "## Learning curves", "## Samples", "## Reproduction card")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def assert_png(data: bytes | Path) -> tuple[int, int]:
+    raw = data.read_bytes() if isinstance(data, Path) else data
+    with Image.open(io.BytesIO(raw)) as image:
+        image.load()
+        assert image.format == "PNG"
+        return image.size
+
+
+# --------------------------------------------------------------------------------------------
+# Curve bands
+# --------------------------------------------------------------------------------------------
+
+
+def test_curve_band_mean_and_band_by_hand():
+    seed_a = [[0, 1.0], [10, 3.0]]
+    seed_b = [[0, 3.0], [10, 5.0], [20, 9.0]]  # logs one step further
+    band = curve_band([seed_a, seed_b])
+    np.testing.assert_array_equal(band["steps"], [0, 10, 20])
+    np.testing.assert_array_equal(band["mean"], [2.0, 4.0, 9.0])
+    np.testing.assert_array_equal(band["n"], [2, 2, 1])
+    # Two seeds: the bootstrap means of {1, 3} lie in [1, 3]; one seed collapses the band.
+    assert 1.0 <= band["low"][0] <= 2.0 <= band["high"][0] <= 3.0
+    assert band["low"][2] == band["high"][2] == 9.0
+
+
+def test_curve_band_interpolates_within_each_run_only():
+    early = [[0, 0.0], [10, 10.0]]  # e.g. a run that diverged at step 10
+    other = [[5, 5.0], [20, 20.0]]
+    band = curve_band([early, other])
+    np.testing.assert_array_equal(band["steps"], [0, 5, 10, 20])
+    # At 0 only `early` has a value, at 5 both (early interpolated to 5), at 20 only `other`.
+    np.testing.assert_array_equal(band["n"], [1, 2, 2, 1])
+    np.testing.assert_allclose(band["mean"], [0.0, 5.0, 10.0, 20.0])
+    assert len(curve_band([[[s, s] for s in range(1000)]], points=50)["steps"]) == 50
+
+
+# --------------------------------------------------------------------------------------------
+# A report from constructed results at a quick-like budget
+# --------------------------------------------------------------------------------------------
+
+ADAM = [100.0, 110.0, 120.0]
+SGD = [80.0, 88.0, None]  # seed 2 diverged
+
+
+def _png(path: Path, seed: int) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1, 1), dpi=32)
+    figure.figimage(np.random.default_rng(seed).random((32, 32, 3)))
+    figure.savefig(path)
+
+
+def constructed_store(root: Path):
+    """The fixture experiment at its quick budget, with hand-made results (no training)."""
+    experiment = load_experiment(str(FIXTURE), "quick")
+    store = Store(root)
+    runs = expand(experiment)
+    store.register(runs)
+    for run in runs:
+        value = (ADAM if run.arm == "adam" else SGD)[run.seed]
+        diverged = value is None
+        steps = [5000, 10000] if diverged else [5000, 10000, 15000]
+        result = Result(
+            run_id=run.run_id,
+            experiment=run.experiment,
+            arm=run.arm,
+            seed=run.seed,
+            budget=run.budget,
+            trainer=run.trainer,
+            task=run.task,
+            optimizers=run.optimizers,
+            status="diverged" if diverged else "done",
+            diverged_at_step=10000 if diverged else None,
+            curves={"eval/return": [[s, (value or 50.0) * s / 15000] for s in steps]},
+            wall_time_s=60.0 + run.seed,
+            peak_rss_mb=700.0,
+            environment={
+                "packages": {"torch": "2.0", "numpy": "1.0"},
+                "hardware": {"cpu": "test cpu", "cpu_count": 2},
+                "git": {"commit": "0123abcd", "dirty": False},
+            },
+            details={"feature_network": "test classifier", "eval_episodes": 5},
+        )
+        if not diverged:
+            result.metrics = {
+                "eval/return_final": value,
+                "eval/return_auc": value / 2,
+                "eval/steps_to_threshold": 30000.0,
+                "eval/reached_threshold": 0.0,
+            }
+            _png(store.run_dir(run) / "samples.png", run.seed)
+            result.artifacts = {"samples": "samples.png"}
+        store.save_result(run, result)
+    return experiment, store
+
+
+@pytest.fixture(scope="module")
+def constructed_report(tmp_path_factory):
+    experiment, store = constructed_store(tmp_path_factory.mktemp("constructed"))
+    data, paths = write_report(experiment, store)
+    return data, paths
+
+
+def test_report_data_from_constructed_results(constructed_report):
+    data, paths = constructed_report
+    assert data["experiment"] == "claims_smoke" and data["budget"] == "quick"
+    adam, sgd = data["arms"]
+    assert (adam["n_runs"], adam["n_diverged"], sgd["n_runs"], sgd["n_diverged"]) == (3, 0, 3, 1)
+    assert adam["metrics"]["eval/return_final"]["mean"] == pytest.approx(110.0)
+    assert sgd["metrics"]["eval/return_final"]["n"] == 2  # diverged run counted, not averaged
+    assert adam["metrics"]["eval/steps_to_threshold"]["n_censored"] == 3
+    assert adam["wall_time_s"] == pytest.approx(61.0) and adam["peak_rss_mb"] == 700.0
+    first, second = data["claims"]
+    # sgd's diverged seed enters at the worst return seen (80): per-seed ratios 1.25, 1.25, 1.5,
+    # so every paired replicate lies in [+25%, +50%], above the claimed +20%.
+    assert first["measured"] == pytest.approx(330 / 248 - 1)
+    assert first["verdict"] == "stronger" and first["paired"] and first["n"] == 3
+    assert first["n_diverged"] == {"adam": 0, "sgd_momentum": 1}
+    assert first["value_check"]["verdict"] == "weaker"  # claimed 500, measured ~110
+    assert second["verdict"] == "inconclusive"  # 30000 steps in every run: no difference
+    card = data["reproduction"]
+    assert card["git_commit"] == ["0123abcd"]
+    assert card["seeds"] == {"adam": [0, 1, 2], "sgd_momentum": [0, 1, 2]}
+    assert card["metric_settings"]["feature_network"] == "test classifier"
+    assert card["command"].endswith("claims_smoke.yaml --budget quick --seeds 3")
+    assert re.fullmatch(r"[0-9a-f]{16}", card["config_hash"])
+    stored = json.loads(paths["json"].read_text())  # strict JSON: NaN would not parse back
+    assert stored["claims"][0]["verdict"] == "stronger"
+
+
+def test_report_files_have_every_section_and_images(constructed_report):
+    data, paths = constructed_report
+    markdown = paths["md"].read_text()
+    for heading in MD_SECTIONS:
+        assert heading in markdown
+    assert "| test-adam-beats-sgd | +20% (adam vs sgd_momentum) |" in markdown
+    assert "diverged 0/1" in markdown
+    curve = paths["md"].parent / data["curves"]["eval/return"]
+    assert assert_png(curve)[0] > 100
+    assert [s["arm"] for s in data["samples"]] == ["adam", "sgd_momentum"]
+    for sample in data["samples"]:
+        assert f"]({sample['path']})" in markdown
+        assert_png(paths["md"].parent / sample["path"])
+    page = paths["html"].read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 1 + 2  # one curve, a sample grid per arm
+    for encoded in images:
+        assert_png(base64.b64decode(encoded))
+    assert 'src="http' not in page and "<script" not in page  # self-contained, static
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium binary on this machine: install Debian's (apt-get install chromium) to "
+    "check that report.html renders",
+)
+def test_report_html_renders_in_headless_chromium(constructed_report, tmp_path):
+    _, paths = constructed_report
+    shot = tmp_path / "shot.png"
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    done = subprocess.run(
+        [*command, "--dump-dom", paths["html"].as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in done.stdout
+    assert "test-adam-beats-sgd" in done.stdout
+    assert "CONSOLE" not in done.stderr and "Uncaught" not in done.stderr
+    subprocess.run(
+        [*command, f"--screenshot={shot}", "--window-size=1200,900", paths["html"].as_uri()],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (900, 1200) and pixels.std() > 5  # something was drawn
+
+
+# --------------------------------------------------------------------------------------------
+# The real CLI on smoke runs
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    """One smoke run per arm of the fixture, through `run --until-decided` (a smoke verdict is
+    smoke-only, which is decided, so it stops after the first batch)."""
+    root = tmp_path_factory.mktemp("smoke")
+    args = ["run", str(FIXTURE), "--budget", "smoke", "--workers", "2", "--results", str(root)]
+    assert main([*args, "--until-decided", "--max-seeds", "3"]) == 0
+    return root
+
+
+def test_smoke_run_until_decided_and_report(smoke_results, capsys):
+    root = smoke_results
+    assert len(list(root.rglob("result.json"))) == 2  # seeds stayed at 1: smoke-only decides
+    base = ["report", str(FIXTURE), "--budget", "smoke", "--results", str(root)]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "until-decided" not in out
+    lines = [line.strip() for line in out.splitlines() if line.strip().startswith("test-adam")]
+    assert len(lines) == 2
+    for line in lines:
+        assert " | measured (proxy" in line and "| published full-budget reference:" in line
+        assert "smoke-only" in line and "(smoke budget, n=1)" in line
+    assert "a wiring check, not a measurement" in out
+    directory = root / "claims_smoke" / "smoke"
+    assert f"report: {directory / 'report.html'}" in out
+    markdown = (directory / "report.md").read_text()
+    for heading in MD_SECTIONS:
+        assert heading in markdown
+    curves = sorted((directory / "report_files").glob("*.png"))
+    assert {p.name for p in curves} >= {"curve_eval_return.png"}
+    for png in curves:
+        assert_png(png)
+    page = (directory / "report.html").read_text()
+    assert all(f'<section id="{s}">' in page for s in SECTIONS)
+
+    assert main([*base, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"experiment", "budget", "arms", "claims"} <= set(data)
+    for arm in data["arms"]:
+        assert {"name", "n_runs", "n_diverged", "metrics"} <= set(arm)
+        for metric in arm["metrics"].values():
+            assert {"mean", "ci_low", "ci_high"} <= set(metric)
+    for claim in data["claims"]:
+        keys = {"id", "statement", "claimed", "measured", "ci_low", "ci_high", "verdict"}
+        assert keys <= set(claim)
+        assert claim["verdict"] == "smoke-only"
+
+
+def test_report_all_and_list_claims(smoke_results, capsys):
+    root = smoke_results
+    assert main(["report", str(FIXTURE), "--budget", "smoke", "--results", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["report", "--all", "--results", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "claims_smoke [smoke] test-adam-beats-sgd: smoke-only" in out
+    index = (root / "index.md").read_text()
+    assert "claims_smoke/smoke/report.html" in index
+    assert "| claims_smoke | smoke | test-adam-faster |" in index
+    assert '<section id="index">' in (root / "index.html").read_text()
+    # Every experiment in configs/ is listed, with or without results.
+    assert "| quickstart | no results | - | (no documented claims) |" in index
+
+    assert main(["list", "claims", "--json", "--results", str(root)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for row in rows:
+        assert {"claim", "experiment", "budget", "verdict"} <= set(row)
+        assert row["verdict"] not in ("reproduced", "smoke-only")  # none has results here
+
+    assert main(["report", "--results", str(root)]) == 2
+    assert "give an experiment or --all" in capsys.readouterr().err
+
+
+def test_list_claims_gives_the_verdict_at_the_largest_budget_with_results(
+    tmp_path, monkeypatch, capsys
+):
+    constructed_store(tmp_path)  # quick-budget results of tests/data/claims_smoke.yaml
+    monkeypatch.setattr("suite.config.CONFIG_DIR", FIXTURE.parent)
+    assert main(["list", "claims", "--json", "--results", str(tmp_path)]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["experiment"] == "claims_smoke"]
+    assert [(r["claim"], r["budget"], r["n"], r["verdict"]) for r in rows] == [
+        ("test-adam-beats-sgd", "quick", 3, "stronger"),
+        ("test-adam-faster", "quick", 3, "inconclusive"),
+    ]
