@@ -18,6 +18,7 @@ import importlib
 import inspect
 import math
 import re
+import traceback
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -214,11 +215,27 @@ def validate_spec(spec: OptimizerSpec) -> None:
         raise ConfigError("needs k >= 1 and 0 < alpha <= 1", key="lookahead")
     probe = nn.Linear(2, 2)
     try:
-        build_role_optimizer("probe", spec, list(probe.parameters()), [probe])
-    except (ValueError, TypeError, RuntimeError, KeyError) as error:
+        optimizer = build_role_optimizer("probe", spec, list(probe.parameters()), [probe])
+        # One real step too, so settings that only fail when stepped (a StepLR with
+        # step_size 0 divides by it) fail here and not at a run's first update.
+        probe(torch.ones(1, 2)).sum().backward()
+        optimizer.step()
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any rejection is a bad setting, in one line
+        if spec.schedule is not None and _mentions_schedule(error):
+            raise ConfigError(
+                f"schedule {spec.schedule.name!r} rejects its kwargs: {error}",
+                key="schedule.kwargs",
+            ) from None
         raise ConfigError(
             f"{spec.optimizer} rejects these settings: {error}", key="kwargs"
         ) from None
+
+
+def _mentions_schedule(error: Exception) -> bool:
+    frames = traceback.extract_tb(error.__traceback__)
+    return any("lr_scheduler" in frame.filename for frame in frames)
 
 
 class RoleOptimizer:

@@ -294,3 +294,13 @@ def test_check_roles_disjoint_and_covering():
         check_roles({"a": first}, model.parameters())
     with pytest.raises(AssertionError, match="in roles"):
         check_roles({"a": first, "b": first + second}, model.parameters())
+
+
+def test_schedule_that_fails_only_when_stepped_is_caught_before_training():
+    # StepLR(step_size=0) constructs fine and divides by zero at its first step.
+    with pytest.raises(ConfigError) as info:
+        validate_spec(
+            spec(optimizer="adam", lr=1e-3, schedule={"name": "step", "kwargs": {"step_size": 0}})
+        )
+    assert "schedule 'step' rejects" in str(info.value)
+    assert info.value.key == "schedule.kwargs"
