@@ -474,7 +474,11 @@ class DataOrder:
 
 
 def rng_state() -> dict:
-    """torch (CPU and CUDA), numpy and Python RNG states, in types torch.load(weights_only) reads."""
+    """torch (CPU and CUDA), numpy and Python RNG states, in types torch.load(weights_only) reads.
+
+    For code outside a run: the trainers rely on ``ctx.save_checkpoint``, which saves these
+    states itself, and ``ctx.restore_rng()`` (suite/runner.py).
+    """
     import random
 
     kind, keys, position, has_gauss, gauss = np.random.get_state()

@@ -34,8 +34,6 @@ from gans.data import (
     ImageDataConfig,
     load_image_data,
     random_hflip,
-    rng_state,
-    set_rng_state,
     to_signed_range,
     to_uint8,
 )
@@ -354,7 +352,9 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     gan = build(config, data.train.shape[1], ctx.device)
     optimizers = build_optimizers(gan, specs)
     order = DataOrder(len(data.train), config.batch_size, ctx.seed, ctx.device)
-    step = 0
+    step, since_log = 0, 0
+    sums = torch.zeros(2, device=ctx.device)  # D and G losses since the last record
+    last_eval: dict[str, float] = {}
     state = ctx.load_checkpoint()
     if state is not None:
         gan.generator.load_state_dict(state["generator"])
@@ -362,8 +362,9 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
         for role in ROLES:
             optimizers[role].load_state_dict(state["optimizers"][role])
         order.load_state_dict(state["data_order"])
-        set_rng_state(state["rng"])
-        step = state["step"]
+        step, since_log = state["step"], state["since_log"]
+        sums.copy_(state["loss_sums"])
+        last_eval = state["last_eval"]
     started = time.perf_counter()
     scorer = build_scorer(
         config.scores,
@@ -375,6 +376,7 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
         ctx.device,
         ctx.seed,
         ctx.log,
+        ctx.run_dir,  # a tiny score classifier is kept there for a resumed run
     )
     ctx.log(f"scorer ready in {time.perf_counter() - started:.1f} s: {scorer.network.name}")
     # Fixed noise, from generators of their own: scoring never moves the training RNG, so a
@@ -383,9 +385,9 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     eval_noise = gan.noise(
         config.eval_samples, torch.Generator(ctx.device).manual_seed(10_000 + ctx.seed)
     )
-    sums = torch.zeros(2, device=ctx.device)
-    since_log = 0
-    last_eval: dict[str, float] = {}
+    # Last, after everything that draws at construction (weight init, the scorer): the global
+    # generators that flips and training noise come from continue where the checkpoint left them.
+    ctx.restore_rng()
     while step < config.generator_steps:
         loss_d, loss_g = train_step(gan, optimizers, data, order, config)
         sums += torch.stack([loss_d.float(), loss_g.float()])
@@ -413,9 +415,7 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
             )
             last_eval = evaluate(gan, scorer, eval_noise)
             ctx.record(step, last_eval)
-            save_checkpoint(ctx, gan, optimizers, order, step)
-    if not last_eval:  # resumed after the last step's checkpoint
-        last_eval = evaluate(gan, scorer, eval_noise)
+            save_checkpoint(ctx, gan, optimizers, order, step, sums, since_log, last_eval)
     save_image(generate_images(gan, grid_noise), ctx.run_dir / "samples.png", nrow=8,
                normalize=True, value_range=(-1, 1))  # fmt: skip
     return ctx.result(
@@ -425,7 +425,20 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     )
 
 
-def save_checkpoint(ctx, gan: GAN, optimizers, order: DataOrder, step: int) -> None:
+def save_checkpoint(
+    ctx: RunContext,
+    gan: GAN,
+    optimizers: dict[str, RoleOptimizer],
+    order: DataOrder,
+    step: int,
+    loss_sums: torch.Tensor,
+    since_log: int,
+    last_eval: dict[str, float],
+) -> None:
+    """Everything a resumed run needs to continue exactly as this one will: weights and batch-norm
+    statistics, optimizer states (with schedules), the data order, the partial loss sums of the
+    current log window (eval_every need not be a multiple of log_every) and the last scores.
+    ``ctx.save_checkpoint`` adds the curves and the global random generators."""
     ctx.save_checkpoint(
         {
             "step": step,
@@ -433,7 +446,9 @@ def save_checkpoint(ctx, gan: GAN, optimizers, order: DataOrder, step: int) -> N
             "discriminator": gan.discriminator.state_dict(),
             "optimizers": {role: optimizers[role].state_dict() for role in ROLES},
             "data_order": order.state_dict(),
-            "rng": rng_state(),
+            "loss_sums": loss_sums.detach().cpu(),
+            "since_log": since_log,
+            "last_eval": last_eval,
         }
     )
 

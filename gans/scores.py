@@ -18,6 +18,7 @@ deviation over ``splits`` disjoint splits. FID (Heusel et al. 2017, §3):
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from gans.data import ImageData, ImageDataConfig, cache_root
+from suite.store import write_atomic
 
 # Below this mean per-pixel standard deviation (images in [-1, 1]) across samples, or within
 # images, the generator is producing (near-)constant output: a collapsed run.
@@ -204,9 +206,11 @@ class Scorer:
         self.mu, self.sigma = feature_statistics(features)
         self.real_is = inception_score(logits, splits)[0]
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Atomic: runs that start together may read this file while another writes it.
             statistics = {"mu": torch.from_numpy(self.mu), "sigma": torch.from_numpy(self.sigma)}
-            torch.save({**statistics, "real_is": self.real_is}, path)
+            buffer = io.BytesIO()
+            torch.save({**statistics, "real_is": self.real_is}, buffer)
+            write_atomic(path, buffer.getvalue())
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -247,6 +251,7 @@ def build_scorer(
     device: str,
     seed: int,
     log=print,
+    run_dir: Path | None = None,
 ) -> Scorer:
     """The scorer a run uses.
 
@@ -254,12 +259,15 @@ def build_scorer(
         a RuntimeError without it) or "classifier".
     :param classifier: "cached" (the dataset's cached classifier, trained now and cached if
         missing) or "tiny" (a tiny CNN trained in seconds on this run's data: smoke runs only).
+    :param run_dir: the run's directory: a tiny classifier is saved there when trained and
+        loaded from there when the run resumes, so the resumed run scores with the very network
+        the interrupted one used (on CUDA, retraining need not reproduce it bit for bit).
     """
     network = inception_network(device, log) if mode in ("auto", "inception") else None
     if network is None and mode == "inception":
         raise RuntimeError("scores: inception needs torch-fidelity and its Inception-v3 weights")
     if network is None:
-        network = _classifier_network(classifier, data_config, data, device, seed, log)
+        network = _classifier_network(classifier, data_config, data, device, seed, log, run_dir)
     reference = data.train if reference_split == "train" else data.test
     reference = reference[:reference_samples]
     key = f"{data.name}-{reference.shape[-1]}px-{reference.shape[1]}ch"
@@ -267,15 +275,36 @@ def build_scorer(
     return Scorer(network, reference, reference_split, key, cache)
 
 
-def _classifier_network(classifier, data_config, data, device, seed, log) -> FeatureNetwork:
-    from gans.classifier import cached_or_trained, tiny_settings, train_classifier
+TINY_CLASSIFIER_FILE = "score_classifier.pt"
+
+
+def _save_in_run(model: torch.nn.Module, record: dict[str, Any], path: Path) -> None:
+    """A tiny classifier in gans/classifier.py's file format, written atomically like every
+    file of a run directory (a kill mid-write leaves no half-written file to load)."""
+    buffer = io.BytesIO()
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    torch.save({"record": record, "state_dict": state}, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def _classifier_network(
+    classifier, data_config, data, device, seed, log, run_dir=None
+) -> FeatureNetwork:
+    from gans.classifier import cached_or_trained, load_classifier, tiny_settings, train_classifier
 
     if classifier == "tiny":
+        saved = run_dir / TINY_CLASSIFIER_FILE if run_dir is not None else None
+        if saved is not None and saved.exists():
+            model, record = load_classifier(saved, device)
+            log(f"tiny score classifier loaded from {saved.name}")
+            return classifier_network(model, record, tiny=True)
         started = time.perf_counter()
         settings = tiny_settings()
         settings.seed = seed
         model, record = train_classifier(data, settings, device, log=lambda message: None)
         log(f"tiny score classifier trained in {time.perf_counter() - started:.1f} s")
+        if saved is not None:
+            _save_in_run(model, record, saved)
         return classifier_network(model, record, tiny=True)
     model, record = cached_or_trained(data_config, device, log)
     return classifier_network(model, record)

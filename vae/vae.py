@@ -27,14 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.utils import save_image
 
-from gans.data import (
-    DataOrder,
-    ImageDataConfig,
-    load_image_data,
-    rng_state,
-    set_rng_state,
-    to_unit_range,
-)
+from gans.data import DataOrder, ImageDataConfig, load_image_data, to_unit_range
 from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer, check_roles
 from suite.result import Result
 from suite.runner import RunContext
@@ -363,7 +356,9 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
         raise ValueError(f"{len(data.train)} training images is less than one batch")
     total_steps = steps_per_epoch * config.epochs
     order = DataOrder(len(data.train), config.batch_size, ctx.seed, ctx.device)
-    step = 0
+    step, since_log = 0, 0
+    loss_sum = torch.zeros((), device=ctx.device)  # training loss since the last record
+    last_eval: dict[str, float] = {}
     state = ctx.load_checkpoint()
     if state is not None:
         vae.encoder.load_state_dict(state["encoder"])
@@ -371,10 +366,13 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
         for role, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][role])
         order.load_state_dict(state["data_order"])
-        set_rng_state(state["rng"])
-        step = state["step"]
-    loss_sum, since_log = torch.zeros((), device=ctx.device), 0
-    last_eval: dict[str, float] = {}
+        step, since_log = state["step"], state["since_log"]
+        loss_sum.copy_(state["loss_sum"])
+        last_eval = state["last_eval"]
+    # After building (weight init draws): reparameterization and dequantization noise continue
+    # from where the checkpoint left the global generators. The KL warm-up is a function of the
+    # step, and evaluation draws from seeded generators of its own.
+    ctx.restore_rng()
     eval_steps = steps_per_epoch * config.eval_every_epochs
     while step < total_steps:
         kl_weight = kl_weight_at(step, total_steps, config)
@@ -393,15 +391,26 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
             last_eval = evaluate(vae, data.test, config, ctx.seed)
             ctx.check_finite(step, **last_eval)
             ctx.record(step, last_eval)
-            save_checkpoint(ctx, vae, optimizers, order, step)
-    if not last_eval:
-        last_eval = evaluate(vae, data.test, config, ctx.seed)
+            save_checkpoint(ctx, vae, optimizers, order, step, loss_sum, since_log, last_eval)
     artifacts = save_grids(vae, data.test, config, ctx)
     details = run_details(config, data, optimizers, steps_per_epoch)
     return ctx.result(last_eval, details=details, artifacts=artifacts)
 
 
-def save_checkpoint(ctx, vae: VAE, optimizers, order: DataOrder, step: int) -> None:
+def save_checkpoint(
+    ctx: RunContext,
+    vae: VAE,
+    optimizers: dict[str, RoleOptimizer],
+    order: DataOrder,
+    step: int,
+    loss_sum: torch.Tensor,
+    since_log: int,
+    last_eval: dict[str, float],
+) -> None:
+    """Everything a resumed run needs to continue exactly as this one will: weights, optimizer
+    states (with schedules), the data order, the partial loss sum of the current log window (an
+    evaluation interval need not be a multiple of log_every) and the last test metrics.
+    ``ctx.save_checkpoint`` adds the curves and the global random generators."""
     ctx.save_checkpoint(
         {
             "step": step,
@@ -409,7 +418,9 @@ def save_checkpoint(ctx, vae: VAE, optimizers, order: DataOrder, step: int) -> N
             "decoder": vae.decoder.state_dict(),
             "optimizers": {role: o.state_dict() for role, o in optimizers.items()},
             "data_order": order.state_dict(),
-            "rng": rng_state(),
+            "loss_sum": loss_sum.detach().cpu(),
+            "since_log": since_log,
+            "last_eval": last_eval,
         }
     )
 
