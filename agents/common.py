@@ -20,7 +20,12 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, sync_envs_normalization
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    VecEnv,
+    VecNormalize,
+    sync_envs_normalization,
+)
 
 from agents.envs import AtariSettings, make
 from agents.sb3_roles import parameters_finite
@@ -203,7 +208,12 @@ def save_sb3_checkpoint(ctx: RunContext, model, replay: bool, eval_env=None) -> 
         files["vec_normalize"] = stats_path.name
     envs_path = ctx.run_dir / f"envs-{step}.pkl"
     try:
-        snapshot = pickle.dumps({"train": _gym_envs(model.get_env()), "eval": _gym_envs(eval_env)})
+        # VecNormalize's own pickle drops the discounted-return accumulator that scales rewards
+        # mid-episode (it restarts at 0 on load), so it travels with the environments.
+        returns = None if normalize is None else normalize.returns.copy()
+        snapshot = pickle.dumps(
+            {"train": _gym_envs(model.get_env()), "eval": _gym_envs(eval_env), "returns": returns}
+        )
     except Exception as error:  # noqa: BLE001 - an env that cannot be pickled: resume not exact
         ctx.log(f"environments not saved ({type(error).__name__}: {error}); resume is not exact")
     else:
@@ -247,6 +257,8 @@ def load_env_state(ctx: RunContext, state: dict[str, Any], env, eval_env) -> tup
         return env, eval_env, False
     # A pickle written by this run itself, trusted as SB3's replay buffer pickle is.
     saved = pickle.loads((ctx.run_dir / name).read_bytes())  # noqa: S301
+    if isinstance(env, VecNormalize) and saved.get("returns") is not None:
+        env.returns = saved["returns"]
     return _put_envs(env, saved["train"]), _put_envs(eval_env, saved["eval"]), True
 
 
