@@ -403,7 +403,9 @@ def process_context(trainers: set[str]):
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "suite.runner", *sorted(TRAINERS[t] for t in trainers)])
+    context.set_forkserver_preload(
+        ["torch", "suite.runner", *sorted(TRAINERS[t] for t in trainers)]
+    )
     return context
 
 
