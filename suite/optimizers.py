@@ -19,6 +19,7 @@ import inspect
 import math
 import re
 import traceback
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -217,9 +218,16 @@ def validate_spec(spec: OptimizerSpec) -> None:
     try:
         optimizer = build_role_optimizer("probe", spec, list(probe.parameters()), [probe])
         # One real step too, so settings that only fail when stepped (a StepLR with
-        # step_size 0 divides by it) fail here and not at a run's first update.
-        probe(torch.ones(1, 2)).sum().backward()
-        optimizer.step()
+        # step_size 0 divides by it) fail here and not at a run's first update. A user's own
+        # class is not stepped before its run (its code runs in its run's process); only
+        # its schedule is.
+        if spec.optimizer in OPTIMIZERS:
+            probe(torch.ones(1, 2)).sum().backward()
+            optimizer.step()
+        elif optimizer.scheduler is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+                optimizer.scheduler.step()
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - any rejection is a bad setting, in one line

@@ -304,3 +304,16 @@ def test_schedule_that_fails_only_when_stepped_is_caught_before_training():
         )
     assert "schedule 'step' rejects" in str(info.value)
     assert info.value.key == "schedule.kwargs"
+
+
+def test_a_users_optimizer_is_not_stepped_during_validation():
+    # tests.helpers:FailsAtStep raises at its first step; validation must only construct it.
+    validate_spec(spec(optimizer="tests.helpers:FailsAtStep", lr=1e-2, kwargs={"fail_at": 1}))
+    with pytest.raises(ConfigError, match="schedule 'step' rejects"):
+        validate_spec(
+            spec(
+                optimizer="tests.helpers:FailsAtStep",
+                lr=1e-2,
+                schedule={"name": "step", "kwargs": {"step_size": 0}},
+            )
+        )
