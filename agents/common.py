@@ -270,6 +270,55 @@ def restore_random_state(ctx: RunContext, model, state: dict[str, Any]) -> None:
         model.action_space.np_random.bit_generator.state = state["action_space_rng"]
 
 
+def resume_model(
+    ctx: RunContext, state: dict[str, Any], algorithm, env, eval_env, replay: bool
+) -> tuple[Any, Any, Any]:
+    """Reload a checkpointed SB3 model: the environments first (mid-episode where they could be
+    saved), then the model with its role optimizers and the replay buffer, and the RNG states
+    last, right before learning goes on. Returns (model, env, eval_env)."""
+    env, eval_env, restored = load_env_state(ctx, state, env, eval_env)
+    # With the env restored mid-episode, keep SB3's saved last observation (force_reset would
+    # restart the episode); an env that could not be saved restarts from a reset.
+    model = algorithm.load(
+        ctx.run_dir / state["files"]["model"], env=env, device=ctx.device, force_reset=not restored
+    )
+    if replay:
+        model.load_replay_buffer(ctx.run_dir / state["files"]["replay"])
+    restore_random_state(ctx, model, state)
+    return model, env, eval_env
+
+
+def learn_to_budget(
+    ctx: RunContext, model, eval_env, config: Any, resumed: bool, replay: bool
+) -> None:
+    """Train to ``config.total_timesteps``: greedy evaluation and a checkpoint every
+    ``config.eval_every`` steps, continuing the step count of a resumed model."""
+    callback = EvalAndCheckpoint(
+        ctx,
+        eval_env,
+        config.total_timesteps,
+        config.eval_every,
+        config.eval_episodes,
+        save=lambda m: save_sb3_checkpoint(ctx, m, replay=replay, eval_env=eval_env),
+    )
+    callback.next_eval = (model.num_timesteps // config.eval_every + 1) * config.eval_every
+    model.learn(
+        config.total_timesteps - model.num_timesteps,
+        callback=callback,
+        reset_num_timesteps=not resumed,
+    )
+
+
+def role_details(model) -> dict[str, Any]:
+    """Each role's optimizer class, final lr and step count, as they were in force."""
+    details: dict[str, Any] = {}
+    for role, optimizer in model.role_optimizers().items():
+        details[f"{role}_optimizer"] = type(optimizer.inner).__name__
+        details[f"{role}_lr_final"] = optimizer.lr
+        details[f"{role}_optimizer_steps"] = optimizer.steps
+    return details
+
+
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp{path.suffix}")
 

@@ -24,15 +24,14 @@ import torch.nn.functional as F
 from stable_baselines3 import DQN
 
 from agents.common import (
-    EvalAndCheckpoint,
     check_arm_overrides,
     eval_seed,
     final_metrics,
-    load_env_state,
+    learn_to_budget,
     make_env,
     resolve_arm,
-    restore_random_state,
-    save_sb3_checkpoint,
+    resume_model,
+    role_details,
 )
 from agents.envs import AtariSettings, describe
 from agents.networks import FEATURE_EXTRACTORS
@@ -195,40 +194,14 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     if state is None:
         model = build(config, specs, env, ctx.seed, ctx.device)
     else:
-        env, eval_env, restored = load_env_state(ctx, state, env, eval_env)
-        # With the env restored mid-episode, keep SB3's saved last observation (force_reset
-        # would restart the episode); an env that could not be saved restarts from a reset.
-        model = SuiteDQN.load(
-            ctx.run_dir / state["files"]["model"],
-            env=env,
-            device=ctx.device,
-            force_reset=not restored,
-        )
-        model.load_replay_buffer(ctx.run_dir / state["files"]["replay"])
-        restore_random_state(ctx, model, state)
-    callback = EvalAndCheckpoint(
-        ctx,
-        eval_env,
-        config.total_timesteps,
-        config.eval_every,
-        config.eval_episodes,
-        save=lambda m: save_sb3_checkpoint(ctx, m, replay=True, eval_env=eval_env),
-    )
-    callback.next_eval = (model.num_timesteps // config.eval_every + 1) * config.eval_every
-    model.learn(
-        config.total_timesteps - model.num_timesteps,
-        callback=callback,
-        reset_num_timesteps=state is None,
-    )
-    optimizer = model.policy.optimizer
+        model, env, eval_env = resume_model(ctx, state, SuiteDQN, env, eval_env, replay=True)
+    learn_to_budget(ctx, model, eval_env, config, resumed=state is not None, replay=True)
     details = {
         "loss": config.loss,
         "network": config.network,
         "env_kwargs": config.env_kwargs,
         "env": describe(env, config.atari),
-        "q_optimizer": type(optimizer.inner).__name__,
-        "q_lr_final": optimizer.lr,
-        "q_optimizer_steps": optimizer.steps,
+        **role_details(model),
     }
     metrics = final_metrics(
         ctx.curves, config.total_timesteps, config.final_evals, config.return_threshold

@@ -35,16 +35,15 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from torch import nn
 
 from agents.common import (
-    EvalAndCheckpoint,
     check_arm_overrides,
     eval_seed,
     final_metrics,
-    load_env_state,
+    learn_to_budget,
     make_env,
     make_vec_env,
     resolve_arm,
-    restore_random_state,
-    save_sb3_checkpoint,
+    resume_model,
+    role_details,
 )
 from agents.envs import AtariSettings, describe
 from agents.networks import FEATURE_EXTRACTORS
@@ -384,26 +383,8 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     if state is None:
         model = build(config, specs, env, ctx.seed, ctx.device)
     else:
-        # As agents/dqn.py: environments restored mid-episode keep SB3's saved last observation.
-        env, eval_env, restored = load_env_state(ctx, state, env, eval_env)
-        model = SuitePPO.load(
-            ctx.run_dir / files["model"], env=env, device=ctx.device, force_reset=not restored
-        )
-        restore_random_state(ctx, model, state)
-    callback = EvalAndCheckpoint(
-        ctx,
-        eval_env,
-        config.total_timesteps,
-        config.eval_every,
-        config.eval_episodes,
-        save=lambda m: save_sb3_checkpoint(ctx, m, replay=False, eval_env=eval_env),
-    )
-    callback.next_eval = (model.num_timesteps // config.eval_every + 1) * config.eval_every
-    model.learn(
-        config.total_timesteps - model.num_timesteps,
-        callback=callback,
-        reset_num_timesteps=state is None,
-    )
+        model, env, eval_env = resume_model(ctx, state, SuitePPO, env, eval_env, replay=False)
+    learn_to_budget(ctx, model, eval_env, config, resumed=state is not None, replay=False)
     details: dict[str, Any] = {
         "optimizer_roles": config.optimizer_roles,
         "network": config.network,
@@ -411,10 +392,8 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
         "n_envs": config.n_envs,
         "normalize": config.normalize,
     }
+    details.update(role_details(model))
     for role, optimizer in model.role_optimizers().items():
-        details[f"{role}_optimizer"] = type(optimizer.inner).__name__
-        details[f"{role}_lr_final"] = optimizer.lr
-        details[f"{role}_optimizer_steps"] = optimizer.steps
         details[f"{role}_parameters"] = sum(p.numel() for p in optimizer.params)
     metrics = final_metrics(
         ctx.curves, config.total_timesteps, config.final_evals, config.return_threshold

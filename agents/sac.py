@@ -25,15 +25,14 @@ from typing import Any, Literal
 from stable_baselines3 import SAC
 
 from agents.common import (
-    EvalAndCheckpoint,
     check_arm_overrides,
     eval_seed,
     final_metrics,
-    load_env_state,
+    learn_to_budget,
     make_env,
     resolve_arm,
-    restore_random_state,
-    save_sb3_checkpoint,
+    resume_model,
+    role_details,
 )
 from agents.envs import describe
 from agents.sb3_roles import RoleOptimizers
@@ -172,35 +171,13 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     if state is None:
         model = build(config, specs, env, ctx.seed, ctx.device)
     else:
-        # As agents/dqn.py: environments restored mid-episode keep SB3's saved last observation.
-        env, eval_env, restored = load_env_state(ctx, state, env, eval_env)
-        model = SuiteSAC.load(
-            ctx.run_dir / state["files"]["model"],
-            env=env,
-            device=ctx.device,
-            force_reset=not restored,
-        )
-        model.load_replay_buffer(ctx.run_dir / state["files"]["replay"])
-        restore_random_state(ctx, model, state)
-    callback = EvalAndCheckpoint(
-        ctx,
-        eval_env,
-        config.total_timesteps,
-        config.eval_every,
-        config.eval_episodes,
-        save=lambda m: save_sb3_checkpoint(ctx, m, replay=True, eval_env=eval_env),
-    )
-    callback.next_eval = (model.num_timesteps // config.eval_every + 1) * config.eval_every
-    model.learn(
-        config.total_timesteps - model.num_timesteps,
-        callback=callback,
-        reset_num_timesteps=state is None,
-    )
-    details: dict[str, Any] = {"env": describe(env), "ent_coef": config.ent_coef}
-    for role, optimizer in model.role_optimizers().items():
-        details[f"{role}_optimizer"] = type(optimizer.inner).__name__
-        details[f"{role}_lr_final"] = optimizer.lr
-        details[f"{role}_optimizer_steps"] = optimizer.steps
+        model, env, eval_env = resume_model(ctx, state, SuiteSAC, env, eval_env, replay=True)
+    learn_to_budget(ctx, model, eval_env, config, resumed=state is not None, replay=True)
+    details: dict[str, Any] = {
+        "env": describe(env),
+        "ent_coef": config.ent_coef,
+        **role_details(model),
+    }
     if model.log_ent_coef is not None:
         details["ent_coef_final"] = float(model.log_ent_coef.exp().item())
     metrics = final_metrics(
