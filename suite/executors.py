@@ -216,15 +216,8 @@ class _EventSink:
 
 def _record_failure(store: Store, run: RunSpec, owner: str, error: str) -> None:
     """A run whose worker died on every attempt: a failed result, like a local crash."""
-    result = Result(
-        run_id=run.run_id,
-        experiment=run.experiment,
-        arm=run.arm,
-        seed=run.seed,
-        budget=run.budget,
-        trainer=run.trainer,
-        task=run.task,
-        optimizers=run.optimizers,
+    result = Result.for_run(
+        run,
         status="failed",
         error=error.replace("\n", " ")[:500],
     )

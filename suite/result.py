@@ -80,6 +80,21 @@ class Result:
         return asdict(self)
 
     @classmethod
+    def for_run(cls, run: RunSpec, **fields: Any) -> Result:
+        """A result carrying ``run``'s identity and resolved config, plus ``fields``."""
+        return cls(
+            run_id=run.run_id,
+            experiment=run.experiment,
+            arm=run.arm,
+            seed=run.seed,
+            budget=run.budget,
+            trainer=run.trainer,
+            task=run.task,
+            optimizers=run.optimizers,
+            **fields,
+        )
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -218,15 +218,8 @@ class RunContext:
         status: str = "done",
     ) -> Result:
         run = self.run
-        return Result(
-            run_id=run.run_id,
-            experiment=run.experiment,
-            arm=run.arm,
-            seed=run.seed,
-            budget=run.budget,
-            trainer=run.trainer,
-            task=run.task,
-            optimizers=run.optimizers,
+        return Result.for_run(
+            run,
             status=status,
             metrics={k: float(v) for k, v in metrics.items()},
             curves=self.curves,
@@ -373,15 +366,8 @@ def _record_crash(store: Store, run: RunSpec, exitcode: int, pid: int) -> None:
     if row is None or row["status"] in FINISHED or owner_pid(row["owner"]) != pid:
         return
     cause = f"signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
-    result = Result(
-        run_id=run.run_id,
-        experiment=run.experiment,
-        arm=run.arm,
-        seed=run.seed,
-        budget=run.budget,
-        trainer=run.trainer,
-        task=run.task,
-        optimizers=run.optimizers,
+    result = Result.for_run(
+        run,
         status="failed",
         error=f"worker process died ({cause}; out of memory?)",
     )
