@@ -299,6 +299,12 @@ def judge_effect(
     }
     if label == "inconclusive":
         reason_text = _few_seeds(n) if n < MIN_SEEDS else f"{ci} contains 0"
+        if n >= MIN_SEEDS and not min(ci_low, ci_high) <= claimed_effect <= max(ci_low, ci_high):
+            # CLAIMS.md: "inconclusive" proper is a CI covering both 0 and the claimed effect;
+            # one that excludes the claimed size says more, so the sentence says it.
+            reason_text += (
+                f" but excludes {claim}: no effect shown, and the claimed size is ruled out"
+            )
     else:
         reason_text = reason[label]
     return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")

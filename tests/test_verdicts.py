@@ -221,3 +221,14 @@ def test_judge_equivalence_and_value_text():
         j.label in v.VERDICTS
         for j in (eq, val, fid, v.judge_value(7.5, 8.1, 7.8, budget="smoke", n=2))
     )
+
+
+def test_inconclusive_text_says_when_the_claimed_size_is_ruled_out():
+    from suite.verdicts import judge_effect
+
+    ruled_out = judge_effect(-0.004, 0.045, -0.15, budget="quick", n=3)
+    assert ruled_out.label == "inconclusive"
+    assert "claimed size is ruled out" in ruled_out.text
+    covers_both = judge_effect(-0.2, 0.05, -0.15, budget="quick", n=3)
+    assert covers_both.label == "inconclusive"
+    assert "ruled out" not in covers_both.text
