@@ -238,7 +238,7 @@ def build_stack(
         gan = dcgan.build(lone, channels, "cpu")  # initialized on the CPU, as dcgan.build does
         generators.append(gan.generator)
         discriminators.append(gan.discriminator)
-        streams.append(_continuing_stream(seed, device))
+        streams.append(continuing_stream(seed, device))
     if method == "grouped":
         stack = GroupedStack(generators, discriminators).to(device)
     elif method == "vmap":
@@ -249,8 +249,9 @@ def build_stack(
     return stack, SeedStreams(orders, streams)
 
 
-def _continuing_stream(seed: int, device: str) -> torch.Generator:
-    """The random stream seed ``seed``'s lone run draws flips and noise from after building.
+def continuing_stream(seed: int, device: str) -> torch.Generator:
+    """The random stream seed ``seed``'s lone run draws flips, noise (or, for the VAE, its
+    reparameterization noise) from after building.
 
     On the CPU that is the global generator after initialization; on CUDA the lone run's noise
     comes from the CUDA generator, which initialization (done on the CPU) did not touch.
@@ -266,13 +267,21 @@ def build_stacked_optimizers(
     stack: GroupedStack | VmapStack, specs: dict[str, OptimizerSpec]
 ) -> dict[str, StackedOptimizer]:
     """One optimizer per role over all seeds' parameters (elementwise optimizers only)."""
+    return stacked_role_optimizers(stack.role_parameters(), stack.seeds, specs)
+
+
+def stacked_role_optimizers(
+    role_parameters: dict[str, list[torch.Tensor]], seeds: int, specs: dict[str, OptimizerSpec]
+) -> dict[str, StackedOptimizer]:
+    """Each role's optimizer over its stacked parameters, clipping per seed (shared by the DCGAN
+    and VAE stacks)."""
     optimizers = {}
-    for role, params in stack.role_parameters().items():
+    for role, params in role_parameters.items():
         check_stackable(role, specs[role])
         # Clipping is per seed (StackedOptimizer); the role optimizer must not clip the stack.
         unclipped = dataclasses.replace(specs[role], clip_grad_norm=None)
         inner = build_role_optimizer(role, unclipped, params)
-        optimizers[role] = StackedOptimizer(inner, stack.seeds, specs[role].clip_grad_norm)
+        optimizers[role] = StackedOptimizer(inner, seeds, specs[role].clip_grad_norm)
     return optimizers
 
 

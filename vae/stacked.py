@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from gans.data import DataOrder
-from gans.stacked import StackedOptimizer, check_stackable
-from suite.optimizers import OptimizerSpec, build_role_optimizer
+from gans.stacked import StackedOptimizer, continuing_stream, stacked_role_optimizers
+from suite.optimizers import OptimizerSpec
 from vae import vae as single
 
 
@@ -103,31 +103,11 @@ def build_stack(
     return stack, SeedStreams(orders, generators)
 
 
-def continuing_stream(seed: int, device: str) -> torch.Generator:
-    """The random stream seed ``seed``'s lone run draws its noise from after building.
-
-    On the CPU that is the global generator after initialization; on CUDA the lone run's noise
-    comes from the CUDA generator, which initialization (done on the CPU) did not touch.
-    """
-    if device == "cpu":
-        stream = torch.Generator()
-        stream.set_state(torch.get_rng_state())
-        return stream
-    return torch.Generator(device).manual_seed(seed)
-
-
 def build_stacked_optimizers(
     stack: VaeStack, specs: dict[str, OptimizerSpec], config: single.Config
 ) -> dict[str, StackedOptimizer]:
     """One optimizer per role over all seeds' parameters (elementwise optimizers only)."""
-    optimizers = {}
-    for role, params in stack.role_parameters(config.split_roles).items():
-        check_stackable(role, specs[role])
-        # Clipping is per seed (StackedOptimizer); the role optimizer must not clip the stack.
-        unclipped = dataclasses.replace(specs[role], clip_grad_norm=None)
-        inner = build_role_optimizer(role, unclipped, params)
-        optimizers[role] = StackedOptimizer(inner, stack.seeds, specs[role].clip_grad_norm)
-    return optimizers
+    return stacked_role_optimizers(stack.role_parameters(config.split_roles), stack.seeds, specs)
 
 
 def seed_inputs(images: torch.Tensor, streams: SeedStreams, config: single.Config):
