@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
+
+# The offline data beside the clone (CI clones with shared/ beside it).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"offline data folder {SHARED_DATA} is absent"
+)
 
 
 class NaNAfterSteps(torch.optim.SGD):

@@ -19,11 +19,10 @@ from suite.config import from_dict
 from suite.optimizers import OptimizerSpec
 from suite.result import RunSpec
 from suite.runner import Diverged, RunContext
+from tests.helpers import needs_shared
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"offline data folder {SHARED_DATA} is absent"
-)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 GENERATOR = {
     "optimizer": "adamw",
     "lr": 1.0e-3,
@@ -37,14 +36,6 @@ DISCRIMINATOR = {
     "kwargs": {"alpha": 0.9},
     "schedule": {"name": "step", "kwargs": {"step_size": 4, "gamma": 0.1}},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @needs_shared

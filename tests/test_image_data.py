@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import random
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,11 +23,8 @@ from gans.data import (
     to_signed_range,
     to_uint8,
 )
+from tests.helpers import SHARED_DATA, needs_shared
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"offline data folder {SHARED_DATA} is absent"
-)
 # (class, index) -> a solid colour, so every decoded pixel can be checked by hand.
 COLOURS = {("cat", 0): (255, 0, 0), ("cat", 1): (0, 255, 0), ("dog", 0): (0, 0, 255)}
 

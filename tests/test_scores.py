@@ -21,14 +21,8 @@ from gans.scores import (
     inception_score,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Runs use one torch thread each (suite run --threads 1); so do these tests.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Runs use one torch thread each (suite run --threads 1); so do these tests (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_inception_score_of_confident_even_predictions_is_the_class_count():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,12 +17,11 @@ from suite.config import CONFIG_DIR, from_dict, read_yaml
 from suite.optimizers import OptimizerSpec
 from suite.result import RunSpec
 from suite.runner import RunContext
+from tests.helpers import needs_shared
 from vae import vae
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"offline data folder {SHARED_DATA} is absent"
-)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ENCODER = {
     "optimizer": "adabelief",
     "lr": 2.0e-3,
@@ -38,14 +36,6 @@ DECODER = {
                                                "total_iters": 8}},
     "clip_grad_norm": 5.0,
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @needs_shared
