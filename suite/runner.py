@@ -115,6 +115,7 @@ class RunContext:
         events=None,
         store: Store | None = None,
         owner: str = "",
+        grid_pid: int | None = None,
     ):
         self.run, self.run_dir, self.device, self.seed = run, run_dir, device, run.seed
         self.curves: dict[str, list[list[float]]] = {}
@@ -122,7 +123,7 @@ class RunContext:
         self.elapsed_before_s = 0.0
         self.started = time.perf_counter()
         self._events, self._store, self._owner = events, store, owner
-        self._parent = os.getppid()
+        self._grid_pid = grid_pid  # the `suite run` process; None where nobody watches it
         self._last_progress = self._last_heartbeat = 0.0
         self._log = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
 
@@ -138,16 +139,18 @@ class RunContext:
     def progress(self, step: int, total: int) -> None:
         """Tell the display how far the run is (rate-limited, cheap to call every step)."""
         now = time.perf_counter()
-        if now - self._last_progress >= PROGRESS_EVERY_S:
-            self._last_progress = now
-            self._send("progress", step=int(step), total=int(total))
+        if now - self._last_progress < PROGRESS_EVERY_S:
+            return  # the common case, every training step: one clock read
+        self._last_progress = now
+        self._send("progress", step=int(step), total=int(total))
+        if self._grid_pid is not None and not _alive(self._grid_pid):
+            # The `suite run` that started us is gone (killed). Our parent is its forkserver,
+            # which outlives it, so the grid process itself is watched: stop and give the run
+            # back, so the next command resumes it instead of an orphan training on unseen.
+            raise KeyboardInterrupt
         if self._store is not None and now - self._last_heartbeat >= HEARTBEAT_EVERY_S:
             self._last_heartbeat = now
             self._store.heartbeat(self.run.run_id, self._owner)
-        if self._events is not None and os.getppid() != self._parent:
-            # The `suite run` that started us is gone (killed): stop and give the run back, so
-            # the next command resumes it instead of an orphan training on unseen.
-            raise KeyboardInterrupt
 
     def check_finite(self, step: int, **values: float) -> None:
         """Raise Diverged if any named value (a loss, a parameter norm) is NaN or inf."""
@@ -242,6 +245,16 @@ def _finite(value: Any) -> bool:
     return math.isfinite(float(value))
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _peak_memory(device: str) -> tuple[float, float | None]:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     gpu_mb = None
@@ -257,7 +270,12 @@ def _on_sigterm(signum, frame):
 
 
 def execute_run(
-    run_data: dict[str, Any], results_root: str, device: str, threads: int, events=None
+    run_data: dict[str, Any],
+    results_root: str,
+    device: str,
+    threads: int,
+    events=None,
+    grid_pid: int | None = None,
 ) -> str:
     """Run one run in this process: claim, train, write the result. Returns the status."""
     import torch
@@ -278,7 +296,7 @@ def execute_run(
     module = trainer_module(run.trainer)
     config = from_dict(module.Config, run.task, "task")
     specs = {role: from_dict(OptimizerSpec, spec, role) for role, spec in run.optimizers.items()}
-    ctx = RunContext(run, store.run_dir(run), device, events, store, owner)
+    ctx = RunContext(run, store.run_dir(run), device, events, store, owner, grid_pid)
     ctx._send("start", label=run.label, pid=os.getpid())
     try:
         result = module.train(config, specs, ctx)
@@ -332,11 +350,11 @@ def _one_line(error: BaseException) -> str:
     return text.replace("\n", " ")[:500]
 
 
-def _child_main(run_data, results_root, device, threads, events):
+def _child_main(run_data, results_root, device, threads, events, grid_pid):
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
     try:
-        execute_run(run_data, results_root, device, threads, events)
+        execute_run(run_data, results_root, device, threads, events, grid_pid)
     except KeyboardInterrupt:
         os._exit(130)
     except ResultsError as error:
@@ -414,7 +432,7 @@ def run_grid(
                 process = context.Process(
                     target=_child_main,
                     daemon=False,
-                    args=(run.to_dict(), str(store.root), device, threads, events),
+                    args=(run.to_dict(), str(store.root), device, threads, events, os.getpid()),
                 )
                 process.start()
                 active[run.run_id] = (process, run)

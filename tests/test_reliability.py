@@ -430,3 +430,31 @@ def wait_for(predicate, timeout_s: float = 60) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def test_runs_stop_and_are_given_back_when_only_the_grid_process_is_killed(tmp_path):
+    # SIGKILL of the `suite run` process alone (not its group): its runs, forked from a
+    # forkserver that outlives it, must notice, stop, and leave their runs for the next command.
+    results = tmp_path / "results"
+    command = suite_command(
+        results, "--set", "task.total_timesteps=500000", "--set", "task.eval_every=100000"
+    )
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        rows = Store(results).rows() if (results / "index.sqlite").exists() else []
+        if sum(row["status"] == "running" for row in rows) == 2:
+            break
+        time.sleep(0.2)
+    assert sum(row["status"] == "running" for row in rows) == 2, rows
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        statuses = {row["status"] for row in Store(results).rows()}
+        if statuses <= {"pending"}:
+            break
+        time.sleep(0.2)
+    assert statuses == {"pending"}, "orphaned runs kept their claims (still training unseen?)"
+    logs = [p.read_text() for p in results.rglob("log.txt")]
+    assert logs and all("interrupted" in log for log in logs)
