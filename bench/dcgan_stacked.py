@@ -111,11 +111,8 @@ def train_eagerly(config, seeds: list[int], images, device: str, steps: int) -> 
 def train_stacked(config, seeds: list[int], images, device: str, steps: int, method) -> float:
     """Every arm as one stack of its seeds. Returns the seconds spent in steps."""
     spent = 0.0
-    autocast = None
-    if device.startswith("cuda") and config.amp:
-
-        def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+    speed = dcgan.speed_settings(config, device)  # the lone runs' autocast
+    autocast = speed.autocast if speed.amp else None
 
     for arm_spec in ARMS.values():
         stack, streams = stacked.build_stack(

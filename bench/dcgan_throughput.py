@@ -30,6 +30,7 @@ from gans.dcgan import (  # noqa: E402
     build,
     build_optimizers,
     init_weights,
+    speed_settings,
 )
 from gans.dcgan import train_step as suite_step  # noqa: E402
 from suite.optimizers import OptimizerSpec  # noqa: E402
@@ -101,6 +102,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--compile", action="store_true", help="torch.compile the suite's nets")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--cpu-speed-settings",
+        action="store_true",
+        help="on the CPU too: bf16 autocast, channels_last (and --compile), as on CUDA",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,13 +114,28 @@ def main() -> None:
     steps = args.steps or (300 if cuda else 10)
     warmup = args.warmup if args.warmup is not None else (30 if cuda else 2)
     torch.manual_seed(0)
-    config = Config(data=ImageDataConfig(), batch_size=args.batch_size, compile=args.compile)
+    config = Config(
+        data=ImageDataConfig(),
+        batch_size=args.batch_size,
+        compile=args.compile,
+        cpu_speed_settings=args.cpu_speed_settings,
+    )
     data = random_data(4096, args.device)
     suite = time_suite(config, data, args.device, steps, warmup)
     reference = time_reference(config, data, args.device, steps, warmup)
-    settings = "bf16 autocast, channels_last" if cuda else "fp32 (CPU: no autocast)"
-    if cuda and args.compile:
-        settings += ", torch.compile"
+    speed = speed_settings(config, args.device)
+    settings = (
+        ", ".join(
+            name
+            for name, on in (
+                ("bf16 autocast", speed.amp),
+                ("channels_last", speed.channels_last),
+                ("torch.compile", speed.compile),
+            )
+            if on
+        )
+        or "fp32 eager"
+    )
     print(f"device {args.device}, batch {args.batch_size}, {steps} timed steps, "
           f"threads {torch.get_num_threads()}")  # fmt: skip
     print(f"suite step ({settings}): {suite:8.1f} images/s")

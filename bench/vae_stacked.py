@@ -73,11 +73,8 @@ def train_eagerly(config, arms, seeds, images, device: str, steps: int) -> float
 def train_stacked(config, arms, seeds, images, device: str, steps: int) -> float:
     """Every arm as one stack of its seeds. Returns the seconds spent in steps."""
     spent = 0.0
-    autocast = None
-    if device.startswith("cuda") and config.amp:
-
-        def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+    speed = single.speed_settings(config, device)  # the lone runs' autocast
+    autocast = speed.autocast if speed.amp else None
 
     for specs in arms.values():
         stack, streams = stacked.build_stack(config, seeds, images.shape[1], len(images), device)

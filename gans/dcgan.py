@@ -10,7 +10,8 @@ Images are 28x28 or 32x32 (MNIST, Fashion-MNIST, CIFAR-10) or 64x64 (CelebA); th
 on the device as uint8 and is normalized and flipped there. Scores (IS and FID, see
 gans/scores.py) are computed every ``eval_every`` generator steps, with a sample grid at fixed
 noise; a generator producing (near-)constant images is recorded as collapsed, NaN losses or
-parameters as diverged. On CUDA: bf16 autocast, channels_last, optional torch.compile.
+parameters as diverged. On CUDA: bf16 autocast, channels_last, optional torch.compile (see
+``speed_settings``; ``cpu_speed_settings`` applies them on the CPU too).
 
 Run: ``python -m suite run dcgan-cifar10-adam0-rmsprop-vs-sgd`` (configs/).
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Literal
 
@@ -84,11 +85,18 @@ class Config:
     """cached: the dataset's classifier (trained and cached now if missing); tiny: a tiny CNN
     trained in seconds on this run's data (smoke runs only)."""
     amp: bool = True
-    """CUDA only: bf16 autocast for the forward passes."""
+    """bf16 autocast for the forward passes (losses in float32). CUDA only, unless
+    ``cpu_speed_settings``."""
     channels_last: bool = True
-    """CUDA only: channels_last memory format for models and batches."""
+    """channels_last memory format for models and batches. CUDA only, unless
+    ``cpu_speed_settings``."""
     compile: bool = False
-    """CUDA only: torch.compile both networks (first steps are slow while it compiles)."""
+    """torch.compile both networks (first steps are slow while it compiles). CUDA only, unless
+    ``cpu_speed_settings``."""
+    cpu_speed_settings: bool = False
+    """apply ``amp`` (CPU bf16 autocast), ``channels_last`` and ``compile`` on the CPU as well:
+    for CPUs with bf16 units, and for checking the CUDA code path without a GPU. Off: CPU runs are
+    plain fp32 eager in the default memory format."""
 
     def validate(self) -> None:
         for name in (
@@ -186,6 +194,53 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+# --- device speed settings (shared with vae/vae.py) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """The speed settings a run applies on its device, after the device gate (speed_settings)."""
+
+    device_type: str
+    """autocast's device type: the run's, "cuda" or "cpu"."""
+    amp: bool
+    """bf16 autocast for the forward passes."""
+    channels_last: bool
+    """channels_last memory format for modules and batches."""
+    compile: bool
+    """torch.compile the modules."""
+
+    def autocast(self):
+        """bf16 autocast on the run's device type, or nothing when ``amp`` is off."""
+        if self.amp:
+            return torch.autocast(self.device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def place(self, module: nn.Module, device: str) -> nn.Module:
+        """Move ``module`` to ``device`` in the memory format; return what runs it: the module
+        itself, or its torch.compile wrapper (which shares the module's parameters)."""
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        module.to(device, memory_format=memory_format)
+        return torch.compile(module) if self.compile else module
+
+
+def speed_settings(config, device: str) -> SpeedSettings:
+    """The device gate: a config's ``amp``, ``channels_last`` and ``compile`` apply on CUDA, and
+    on the CPU only with ``cpu_speed_settings``; elsewhere all three are off. Past this gate the
+    CUDA and CPU paths share all code but the autocast device type.
+
+    :param config: a trainer Config with the four fields (dcgan.Config, vae.Config).
+    """
+    device_type = torch.device(device).type
+    on = device_type == "cuda" or (device_type == "cpu" and config.cpu_speed_settings)
+    return SpeedSettings(
+        device_type,
+        amp=on and config.amp,
+        channels_last=on and config.channels_last,
+        compile=on and config.compile,
+    )
+
+
 @dataclass
 class GAN:
     """The two networks, what runs them (compiled or not) and the device settings."""
@@ -196,44 +251,27 @@ class GAN:
     discriminate: nn.Module
     latent_dim: int
     device: str
-    amp: bool
-    channels_last: bool
+    speed: SpeedSettings
 
     def autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.speed.autocast()
 
     def noise(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(count, self.latent_dim, 1, 1, device=self.device, generator=generator)
 
 
 def build(config: Config, channels: int, device: str) -> GAN:
-    """Networks initialized as in DCGAN, moved to the device, with CUDA speed settings."""
+    """Networks initialized as in DCGAN (on the CPU), moved to the device, with the speed
+    settings that apply there (speed_settings)."""
     generator = Generator(
         config.latent_dim, config.generator_width, channels, config.data.image_size
     )
     discriminator = Discriminator(config.discriminator_width, channels, config.data.image_size)
     generator.apply(init_weights)
     discriminator.apply(init_weights)
-    cuda = device.startswith("cuda")
-    channels_last = cuda and config.channels_last
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    generator.to(device, memory_format=memory_format)
-    discriminator.to(device, memory_format=memory_format)
-    generate, discriminate = generator, discriminator
-    if cuda and config.compile:
-        generate, discriminate = torch.compile(generator), torch.compile(discriminator)
-    return GAN(
-        generator,
-        discriminator,
-        generate,
-        discriminate,
-        config.latent_dim,
-        device,
-        amp=cuda and config.amp,
-        channels_last=channels_last,
-    )
+    speed = speed_settings(config, device)
+    generate, discriminate = speed.place(generator, device), speed.place(discriminator, device)
+    return GAN(generator, discriminator, generate, discriminate, config.latent_dim, device, speed)
 
 
 def build_optimizers(gan: GAN, specs: dict[str, OptimizerSpec]) -> dict[str, RoleOptimizer]:
@@ -274,7 +312,7 @@ def real_batch(data: ImageData, order: DataOrder, gan: GAN, hflip: bool) -> torc
     images = to_signed_range(data.train[order.next()])
     if hflip:
         images = random_hflip(images)
-    if gan.channels_last:
+    if gan.speed.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images
 
@@ -297,7 +335,11 @@ def train_step(
         with torch.no_grad(), gan.autocast():
             fake = gan.generate(gan.noise(batch))  # no G graph: D's step must not train G
         with gan.autocast():
-            loss_d = discriminator_loss(gan.discriminate(real), gan.discriminate(fake), config.loss)
+            # Float32 logits, so that both losses are float32 under autocast (BCE is autocast to
+            # float32 anyway, the hinge loss is not), as in gans/stacked.py.
+            real_logits = gan.discriminate(real).float()
+            fake_logits = gan.discriminate(fake).float()
+            loss_d = discriminator_loss(real_logits, fake_logits, config.loss)
         optimizers["discriminator"].zero_grad()
         loss_d.backward()
         optimizers["discriminator"].step()
@@ -305,7 +347,8 @@ def train_step(
     # (2) Update G: make D call fresh generated images "real" (the label flip)
     ############################
     with gan.autocast():
-        loss_g = generator_loss(gan.discriminate(gan.generate(gan.noise(batch))), config.loss)
+        fake_logits = gan.discriminate(gan.generate(gan.noise(batch))).float()
+        loss_g = generator_loss(fake_logits, config.loss)
     optimizers["generator"].zero_grad()
     loss_g.backward()
     optimizers["generator"].step()
@@ -420,7 +463,7 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
                normalize=True, value_range=(-1, 1))  # fmt: skip
     return ctx.result(
         final_metrics(last_eval, scorer),
-        details=run_details(config, data, scorer, optimizers, last_eval),
+        details=run_details(config, data, scorer, optimizers, last_eval, gan.speed),
         artifacts={"samples": "samples.png"},
     )
 
@@ -462,7 +505,9 @@ def final_metrics(last_eval: dict[str, float], scorer: Scorer) -> dict[str, floa
     return metrics
 
 
-def run_details(config: Config, data: ImageData, scorer: Scorer, optimizers, last_eval) -> dict:
+def run_details(
+    config: Config, data: ImageData, scorer: Scorer, optimizers, last_eval, speed: SpeedSettings
+) -> dict:
     details = {
         "scores": scorer.details(config.eval_samples),
         "data": {
@@ -472,6 +517,7 @@ def run_details(config: Config, data: ImageData, scorer: Scorer, optimizers, las
             "image_size": config.data.image_size,
         },
         "collapsed": bool(last_eval["eval/collapsed"]),
+        "speed_settings": asdict(speed),  # what ran: bf16 and fp32 runs differ in their numbers
     }
     if details["collapsed"]:
         details["collapse_note"] = (

@@ -258,7 +258,7 @@ class RoleOptimizer:
         self.role, self.spec = role, spec
         self.optimizer, self.scheduler, self.params = optimizer, scheduler, params
         self.steps = 0
-        self.last_grad_norm = float("nan")
+        self._last_grad_norm: torch.Tensor | None = None
 
     @property
     def param_groups(self) -> list[dict]:
@@ -273,6 +273,13 @@ class RoleOptimizer:
         return float(self.param_groups[0]["lr"])
 
     @property
+    def last_grad_norm(self) -> float:
+        """The gradient norm before the last clip (NaN before any clipped step)."""
+        if self._last_grad_norm is None:
+            return float("nan")
+        return float(self._last_grad_norm)
+
+    @property
     def inner(self) -> torch.optim.Optimizer:
         """The torch optimizer itself (inside Lookahead if there is one)."""
         return getattr(self.optimizer, "inner", self.optimizer)
@@ -282,8 +289,8 @@ class RoleOptimizer:
 
     def step(self, closure=None):
         if self.spec.clip_grad_norm is not None:
-            norm = nn.utils.clip_grad_norm_(self.params, self.spec.clip_grad_norm)
-            self.last_grad_norm = float(norm)
+            # Kept as a tensor: reading it on the host every step would sync a GPU every step.
+            self._last_grad_norm = nn.utils.clip_grad_norm_(self.params, self.spec.clip_grad_norm)
         loss = self.optimizer.step(closure)
         if self.scheduler is not None:
             self.scheduler.step()

@@ -10,16 +10,17 @@ Metrics on the test split, per image in nats: ``test/recon_nats`` (-log p(x|z), 
 sample), ``test/kl_nats``, ``test/neg_elbo_nats`` (their sum, an upper bound on -log p(x)), plus
 ``test/mse_per_pixel`` (decoder mean vs pixels in [0, 1]) and ``test/bpd`` where the likelihood
 is a likelihood of the data (binarized Bernoulli; dequantized Gaussian). Scores are recorded every
-``eval_every_epochs``, with sample and reconstruction grids at the end.
+``eval_every_epochs``, with sample and reconstruction grids at the end. On CUDA: optional bf16
+autocast, channels_last, optional torch.compile (gans/dcgan.py's ``speed_settings``;
+``cpu_speed_settings`` applies them on the CPU too).
 
 Run: ``python -m suite run vae-adabelief-vs-adam`` (configs/).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from gans.data import DataOrder, ImageDataConfig, load_image_data, to_unit_range
+from gans.dcgan import SpeedSettings, speed_settings
 from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer, check_roles
 from suite.result import Result
 from suite.runner import RunContext
@@ -71,11 +73,16 @@ class Config:
     log_every: int = 50
     """optimizer steps between training-loss records (and NaN checks)."""
     amp: bool = False
-    """CUDA only: bf16 autocast for the networks (losses stay float32)."""
+    """bf16 autocast for the networks (losses stay float32). CUDA only, unless
+    ``cpu_speed_settings``."""
     channels_last: bool = True
-    """CUDA only, conv only: channels_last memory format."""
+    """conv only: channels_last memory format. CUDA only, unless ``cpu_speed_settings``."""
     compile: bool = False
-    """CUDA only: torch.compile the encoder and decoder."""
+    """torch.compile the encoder and decoder. CUDA only, unless ``cpu_speed_settings``."""
+    cpu_speed_settings: bool = False
+    """apply ``amp`` (CPU bf16 autocast), ``channels_last`` and ``compile`` on the CPU as well:
+    for CPUs with bf16 units, and for checking the CUDA code path without a GPU. Off: CPU runs are
+    plain fp32 eager in the default memory format."""
 
     def validate(self) -> None:
         for name in ("latent_dim", "width", "hidden", "batch_size", "epochs", "eval_every_epochs"):
@@ -185,31 +192,26 @@ def _down_count(image_size: int) -> int:
 class VAE:
     encoder: nn.Module
     decoder: nn.Module
-    encode: nn.Module  # the same modules, compiled on CUDA when asked
+    encode: nn.Module  # the same modules, or their torch.compile wrappers (speed.compile)
     decode: nn.Module
     device: str
-    amp: bool
-    channels_last: bool
+    speed: SpeedSettings
 
     def autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.speed.autocast()
 
 
 def build(config: Config, channels: int, device: str) -> VAE:
+    """Networks initialized on the CPU, moved to the device, with the speed settings that apply
+    there (gans/dcgan.py's speed_settings)."""
     encoder_class, decoder_class = NETWORKS[config.architecture]
     sizes = (channels, config.data.image_size, config.width, config.hidden, config.latent_dim)
     encoder, decoder = encoder_class(*sizes), decoder_class(*sizes)
-    cuda = device.startswith("cuda")
-    channels_last = cuda and config.channels_last and config.architecture == "conv"
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    encoder.to(device, memory_format=memory_format)
-    decoder.to(device, memory_format=memory_format)
-    encode, decode = encoder, decoder
-    if cuda and config.compile:
-        encode, decode = torch.compile(encoder), torch.compile(decoder)
-    return VAE(encoder, decoder, encode, decode, device, cuda and config.amp, channels_last)
+    speed = speed_settings(config, device)
+    if config.architecture != "conv":  # the MLP has no image-shaped weights or activations
+        speed = replace(speed, channels_last=False)
+    encode, decode = speed.place(encoder, device), speed.place(decoder, device)
+    return VAE(encoder, decoder, encode, decode, device, speed)
 
 
 def build_optimizers(vae: VAE, specs: dict[str, OptimizerSpec], config: Config):
@@ -293,7 +295,7 @@ def forward_losses(vae: VAE, x: torch.Tensor, config: Config, eps: torch.Tensor 
 def train_step(vae, optimizers, images, config: Config, kl_weight: float) -> torch.Tensor:
     """One update of every role on the negative (KL-weighted) ELBO; returns the detached loss."""
     x = model_input(images, config)
-    if vae.channels_last:
+    if vae.speed.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     recon, kl, _ = forward_losses(vae, x, config)
     loss = (recon + kl_weight * kl).mean()
@@ -393,7 +395,7 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
             ctx.record(step, last_eval)
             save_checkpoint(ctx, vae, optimizers, order, step, loss_sum, since_log, last_eval)
     artifacts = save_grids(vae, data.test, config, ctx)
-    details = run_details(config, data, optimizers, steps_per_epoch)
+    details = run_details(config, data, optimizers, steps_per_epoch, vae.speed)
     return ctx.result(last_eval, details=details, artifacts=artifacts)
 
 
@@ -447,7 +449,13 @@ def save_grids(vae: VAE, test: torch.Tensor, config: Config, ctx) -> dict[str, s
     return {"samples": "samples.png", "reconstructions": "reconstructions.png"}
 
 
-def run_details(config: Config, data, optimizers: dict[str, RoleOptimizer], steps_per_epoch):
+def run_details(
+    config: Config,
+    data,
+    optimizers: dict[str, RoleOptimizer],
+    steps_per_epoch: int,
+    speed: SpeedSettings,
+):
     details = {
         "data": {
             "name": data.name,
@@ -461,6 +469,7 @@ def run_details(config: Config, data, optimizers: dict[str, RoleOptimizer], step
         "units": "per test image: nats; mse: per pixel in [0, 1]; bpd: bits per dimension",
         "z_samples_per_image": 1,
         "steps_per_epoch": steps_per_epoch,
+        "speed_settings": asdict(speed),  # what ran: bf16 and fp32 differ in numbers
     }
     if bits_per_dim(0.0, 1, config) is None:
         details["bpd_note"] = (
