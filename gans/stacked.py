@@ -34,10 +34,14 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torchvision.utils import save_image
 
 from gans import dcgan
-from gans.data import DataOrder, random_hflip, to_signed_range
+from gans.data import DataOrder, load_image_data, random_hflip, to_signed_range
+from gans.scores import build_scorer
 from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer
+from suite.result import Result
+from suite.runner import Diverged, RunContext
 
 Method = Literal["grouped", "vmap"]
 
@@ -146,6 +150,14 @@ class GroupedStack(nn.Module):
             "discriminator": list(self.discriminator.parameters()),
         }
 
+    def split(self, tensor: torch.Tensor, seed_index: int) -> torch.Tensor:
+        """Seed ``seed_index``'s slice of a stacked tensor (seed-major along dimension 0)."""
+        return tensor.chunk(self.seeds)[seed_index]
+
+    def join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """The stacked tensor of the seeds' tensors (``split``'s inverse)."""
+        return torch.cat(tensors)
+
     def seed_state_dict(self, seed_index: int) -> dict[str, dict[str, torch.Tensor]]:
         """Seed ``seed_index``'s weights and statistics as dcgan.Generator/Discriminator state."""
         return {
@@ -193,6 +205,13 @@ class VmapStack:
     def role_parameters(self) -> dict[str, list[torch.Tensor]]:
         return {role: list(params.values()) for role, (params, _) in self.state.items()}
 
+    def split(self, tensor: torch.Tensor, seed_index: int) -> torch.Tensor:
+        """Seed ``seed_index``'s slice of a stacked tensor (a leading seed dimension)."""
+        return tensor[seed_index]
+
+    def join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(tensors)
+
     def seed_state_dict(self, seed_index: int) -> dict[str, dict[str, torch.Tensor]]:
         return {
             role: {
@@ -226,19 +245,28 @@ def build_stack(
     image_count: int,
     device: str,
     method: Method,
+    states: list[dict | None] | None = None,
+    saved_rngs: list[dict | None] | None = None,
 ) -> tuple[GroupedStack | VmapStack, SeedStreams]:
     """Build each seed's networks exactly as a lone run does, then stack them.
 
     :param image_count: training images (for each seed's DataOrder).
+    :param states: each seed's checkpoint state (dcgan.save_checkpoint's format) or None.
+    :param saved_rngs: each seed's checkpointed generator states (``ctx.saved_rng``) or None.
     """
     lone = dataclasses.replace(config, compile=False, channels_last=False)
+    states = states or [None] * len(seeds)
+    saved_rngs = saved_rngs or [None] * len(seeds)
     generators, discriminators, streams = [], [], []
-    for seed in seeds:
+    for seed, state, saved_rng in zip(seeds, states, saved_rngs, strict=True):
         torch.manual_seed(seed)
         gan = dcgan.build(lone, channels, "cpu")  # initialized on the CPU, as dcgan.build does
+        if state is not None:
+            gan.generator.load_state_dict(state["generator"])
+            gan.discriminator.load_state_dict(state["discriminator"])
         generators.append(gan.generator)
         discriminators.append(gan.discriminator)
-        streams.append(continuing_stream(seed, device))
+        streams.append(continuing_stream(seed, device, saved_rng))
     if method == "grouped":
         stack = GroupedStack(generators, discriminators).to(device)
     elif method == "vmap":
@@ -246,21 +274,48 @@ def build_stack(
     else:
         raise ValueError(f"unknown stacking method {method!r} (valid: grouped, vmap)")
     orders = [DataOrder(image_count, config.batch_size, seed, device) for seed in seeds]
+    for order, state in zip(orders, states, strict=True):
+        if state is not None:
+            order.load_state_dict(state["data_order"])
     return stack, SeedStreams(orders, streams)
 
 
-def continuing_stream(seed: int, device: str) -> torch.Generator:
+def continuing_stream(seed: int, device: str, saved_rng: dict | None = None) -> torch.Generator:
     """The random stream seed ``seed``'s lone run draws flips, noise (or, for the VAE, its
     reparameterization noise) from after building.
 
     On the CPU that is the global generator after initialization; on CUDA the lone run's noise
-    comes from the CUDA generator, which initialization (done on the CPU) did not touch.
+    comes from the CUDA generator, which initialization (done on the CPU) did not touch. A
+    resumed seed continues from its checkpoint's generator states (``saved_rng``, in the lone
+    run's format: see ``lone_rng``).
     """
-    if device == "cpu":
-        stream = torch.Generator()
+    stream = torch.Generator(device)
+    if saved_rng is not None:
+        if device == "cpu":
+            stream.set_state(saved_rng["torch"])
+        else:
+            stream.set_state(saved_rng["cuda"][torch.device(device).index or 0])
+    elif device == "cpu":
         stream.set_state(torch.get_rng_state())
-        return stream
-    return torch.Generator(device).manual_seed(seed)
+    else:
+        stream.manual_seed(seed)
+    return stream
+
+
+def lone_rng(stream: torch.Generator) -> dict:
+    """The generator states a lone run would checkpoint (suite.runner.rng_state's format), with
+    the global generator it draws training randomness from replaced by this seed's stream: a
+    stacked seed's checkpoint resumes as a lone run, and the other way round."""
+    from suite.runner import rng_state
+
+    state = rng_state()
+    if stream.device.type == "cpu":
+        state["torch"] = stream.get_state()
+    else:
+        cuda = list(state.get("cuda") or torch.cuda.get_rng_state_all())
+        cuda[stream.device.index or 0] = stream.get_state()
+        state["cuda"] = cuda
+    return state
 
 
 def build_stacked_optimizers(
@@ -312,6 +367,85 @@ def clip_per_seed(params: list[torch.Tensor], seeds: int, max_norm: float) -> to
     for g in grads:
         g.mul_(scale[:, None].to(g.dtype))
     return norms
+
+
+# --- each seed's state in the lone run's checkpoint format ------------------------------------
+#
+# A stacked seed checkpoints exactly what dcgan.save_checkpoint writes for a lone run (weights,
+# RoleOptimizer states, data order, partial loss sums, last scores, generator states), so an
+# interrupted stack resumes as a stack or seed by seed, and a lone run's checkpoint joins a stack.
+
+
+def seed_optimizer_state(state: dict, params: list[torch.Tensor], seed_index: int, split) -> dict:
+    """Seed ``seed_index``'s part of a stacked RoleOptimizer's ``state_dict()``: the state its lone
+    run's RoleOptimizer would have. Per-element entries (moments, Lookahead's slow weights: the
+    shape of their stacked parameter) are sliced with ``split``; the rest (step counts,
+    hyperparameters, the schedule) is shared by the seeds and copied."""
+    shapes = [p.shape for p in params]
+
+    def convert(index: int, name: str, values: list):
+        (value,) = values
+        if torch.is_tensor(value) and value.shape == shapes[index]:
+            return split(value, seed_index).clone()
+        return copy.deepcopy(value)
+
+    return _zip_role_states([state], convert)
+
+
+def joined_optimizer_state(states: list[dict], params: list[torch.Tensor], split, join) -> dict:
+    """The stacked RoleOptimizer state of the seeds' lone states (``seed_optimizer_state``'s
+    inverse). A 0-dim parameter's moments are 0-dim like the optimizers' ``step`` counters, which
+    are told apart by name."""
+    shapes = [split(p, 0).shape for p in params]
+
+    def convert(index: int, name: str, values: list):
+        first = values[0]
+        per_element = torch.is_tensor(first) and first.shape == shapes[index]
+        if per_element and (first.dim() > 0 or name != "step"):
+            return join([value.to(params[index].device) for value in values])
+        return copy.deepcopy(first)
+
+    return _zip_role_states(states, convert)
+
+
+def _zip_role_states(states: list[dict], convert) -> dict:
+    """One RoleOptimizer state from several, ``convert(param_index, name, values)`` per entry."""
+    first = states[0]
+    return {
+        "optimizer": _zip_optimizer_states([s["optimizer"] for s in states], convert),
+        "scheduler": copy.deepcopy(first["scheduler"]),
+        "steps": first["steps"],
+    }
+
+
+def _zip_optimizer_states(states: list[dict], convert) -> dict:
+    first = states[0]
+    if "inner" in first:  # suite.extra_optimizers.Lookahead: slow weights per parameter
+        return {
+            "inner": _zip_optimizer_states([s["inner"] for s in states], convert),
+            "slow": [
+                convert(i, "slow", [s["slow"][i] for s in states])
+                for i in range(len(first["slow"]))
+            ],
+            "counter": first["counter"],
+        }
+    return {  # a torch optimizer's state_dict: per-parameter entries under their index
+        "state": {
+            index: {
+                name: convert(index, name, [s["state"][index][name] for s in states])
+                for name in entry
+            }  # fmt: skip
+            for index, entry in first["state"].items()
+        },
+        "param_groups": copy.deepcopy(first["param_groups"]),
+    }
+
+
+def parameter_sums(stack, params: list[torch.Tensor]) -> torch.Tensor:
+    """Each seed's sum of ``params`` (stacked), shape (S,): NaN or inf there means diverged."""
+    return torch.stack(
+        [sum(stack.split(p.detach(), i).float().sum() for p in params) for i in range(stack.seeds)]
+    )
 
 
 # --- one training step for all seeds -----------------------------------------------------------
@@ -377,3 +511,214 @@ def _no_autocast():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+# --- the run: the seeds of one arm (suite run --stack-seeds) -----------------------------------
+
+
+def train_stack(
+    config: dcgan.Config,
+    specs: dict[str, OptimizerSpec],
+    contexts: list[RunContext],
+    method: Method = "grouped",
+) -> list[Result]:
+    """dcgan.train for several seeds of one arm at once; ``contexts`` are the seeds' runs.
+
+    Each seed's curves, scores, sample grid, checkpoints and result are what its lone run records
+    (to float tolerance: a grouped convolution sums in another order than S convolutions). Seeds
+    whose checkpoints stand at different steps train as separate stacks, one after another. A
+    seed that diverges is recorded as diverged and drops out; the others go on.
+    """
+    data = load_image_data(config.data, log=contexts[0].log).to(contexts[0].device)
+    return in_step_groups(contexts, functools.partial(_train_group, config, specs, data, method))
+
+
+def in_step_groups(contexts: list[RunContext], train_group) -> list[Result]:
+    """Load each seed's checkpoint and train the seeds that stand at the same step as one stack
+    (``train_group(contexts, states) -> results``); results in the order of ``contexts``."""
+    states = [ctx.load_checkpoint() for ctx in contexts]
+    by_step: dict[int, list[int]] = {}
+    for index, state in enumerate(states):
+        by_step.setdefault(0 if state is None else state["step"], []).append(index)
+    results: dict[int, Result] = {}
+    for indices in by_step.values():
+        group = train_group([contexts[i] for i in indices], [states[i] for i in indices])
+        results.update(zip(indices, group, strict=True))
+    return [results[i] for i in range(len(contexts))]
+
+
+def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
+    """One stack, from fresh or from checkpoints at the same step."""
+    device, seeds = contexts[0].device, [ctx.seed for ctx in contexts]
+    channels = data.train.shape[1]
+    saved_rngs = [ctx.saved_rng for ctx in contexts]
+    stack, streams = build_stack(
+        config, seeds, channels, len(data.train), device, method, states, saved_rngs
+    )
+    optimizers = build_stacked_optimizers(stack, specs)
+    role_params = stack.role_parameters()
+    step, since_log = 0, 0
+    sums = torch.zeros(len(seeds), 2, device=device)  # each seed's D and G loss sums
+    last_evals: list[dict[str, float]] = [{} for _ in seeds]
+    if states[0] is not None:
+        for role, optimizer in optimizers.items():
+            lone = [state["optimizers"][role] for state in states]
+            params = role_params[role]
+            optimizer.inner.load_state_dict(
+                joined_optimizer_state(lone, params, stack.split, stack.join)
+            )
+        step, since_log = states[0]["step"], states[0]["since_log"]
+        sums = torch.stack([state["loss_sums"] for state in states]).to(device)
+        last_evals = [state["last_eval"] for state in states]
+    scorers = _scorers(config, data, contexts)
+    autocast = _autocast(config, device)
+    live = list(range(len(seeds)))
+    outcomes: dict[int, Result] = {}
+    while step < config.generator_steps and live:
+        losses_d, losses_g = train_step(stack, optimizers, data.train, streams, config, autocast)
+        sums += torch.stack([losses_d.float(), losses_g.float()], dim=1)
+        step, since_log = step + 1, since_log + 1
+        for i in live:
+            contexts[i].progress(step, config.generator_steps)
+        if step % config.log_every == 0 or step == config.generator_steps:
+            means = (sums / since_log).tolist()
+            for i in list(live):
+                d, g = means[i]
+                lrs = {f"train/lr_{role}": o.inner.lr for role, o in optimizers.items()}
+                record = {"train/loss_discriminator": d, "train/loss_generator": g, **lrs}
+                check_seed(
+                    contexts[i],
+                    step,
+                    live,
+                    outcomes,
+                    i,
+                    record,
+                    loss_discriminator=d,
+                    loss_generator=g,
+                )
+            sums.zero_()
+            since_log = 0
+        if step % config.eval_every == 0 or step == config.generator_steps:
+            finite = {role: parameter_sums(stack, p).tolist() for role, p in role_params.items()}
+            for i in list(live):
+                ctx = contexts[i]
+                values = {f"{role}_parameters": sums_[i] for role, sums_ in finite.items()}
+                if not check_seed(ctx, step, live, outcomes, i, None, **values):
+                    continue
+                gan = seed_gan(stack, i, config, channels, device)
+                last_evals[i] = dcgan.evaluate(gan, scorers[i], _eval_noise(gan, config, ctx))
+                ctx.record(step, last_evals[i])
+                _save_seed(ctx, stack, optimizers, streams, i, step, sums, since_log, last_evals)
+    for i in live:
+        outcomes[i] = _seed_result(contexts[i], stack, i, config, data, scorers[i], optimizers,
+                                   last_evals[i], method)  # fmt: skip
+    return [outcomes[i] for i in range(len(seeds))]
+
+
+def check_seed(ctx, step, live, outcomes, i, record, **values) -> bool:
+    """Record seed i's ``record`` if ``values`` are finite; else record it as diverged."""
+    try:
+        ctx.check_finite(step, **values)
+    except Diverged as diverged:
+        outcomes[i] = ctx.diverged_result(diverged)
+        live.remove(i)
+        return False
+    if record is not None:
+        ctx.record(step, record)
+    return True
+
+
+def _scorers(config: dcgan.Config, data, contexts) -> list:
+    """Each seed's scorer, as its lone run builds it: the dataset's cached classifier (or
+    Inception) is one network for all seeds, so it is built once; a tiny smoke-run classifier is
+    trained per seed, with the seed."""
+
+    def build(ctx):
+        return build_scorer(
+            config.scores,
+            config.classifier,
+            config.data,
+            data,
+            config.reference_split,
+            config.reference_samples,
+            ctx.device,
+            ctx.seed,
+            ctx.log,
+            ctx.run_dir,
+        )
+
+    if config.classifier == "tiny" and config.scores != "inception":
+        return [build(ctx) for ctx in contexts]
+    shared = build(contexts[0])
+    return [shared] * len(contexts)
+
+
+def _autocast(config: dcgan.Config, device: str):
+    """bf16 autocast where the lone run uses it (dcgan.speed_settings), else None. The stack
+    itself runs eager in the default memory format: channels_last and compile are lone-run
+    settings (a grouped convolution is the stack's kernel)."""
+    speed = dcgan.speed_settings(config, device)
+    return speed.autocast if speed.amp else None
+
+
+def seed_gan(stack, seed_index: int, config: dcgan.Config, channels: int, device: str):
+    """Seed ``seed_index`` as a dcgan.GAN (for dcgan.evaluate and the sample grid)."""
+    gan = dcgan.build(dataclasses.replace(config, compile=False), channels, device)
+    state = stack.seed_state_dict(seed_index)
+    gan.generator.load_state_dict(state["generator"])
+    gan.discriminator.load_state_dict(state["discriminator"])
+    return gan
+
+
+def _eval_noise(gan: dcgan.GAN, config: dcgan.Config, ctx: RunContext) -> torch.Tensor:
+    """The fixed noise dcgan.train scores seed ``ctx.seed`` with."""
+    return gan.noise(
+        config.eval_samples, torch.Generator(ctx.device).manual_seed(10_000 + ctx.seed)
+    )
+
+
+def _save_seed(ctx, stack, optimizers, streams, i, step, sums, since_log, last_evals) -> None:
+    """Seed i's checkpoint, in dcgan.save_checkpoint's format."""
+    weights = stack.seed_state_dict(i)
+    role_params = stack.role_parameters()
+    ctx.save_checkpoint(
+        {
+            "step": step,
+            "generator": weights["generator"],
+            "discriminator": weights["discriminator"],
+            "optimizers": {
+                role: seed_optimizer_state(o.inner.state_dict(), role_params[role], i, stack.split)
+                for role, o in optimizers.items()
+            },
+            "data_order": streams.orders[i].state_dict(),
+            "loss_sums": sums[i].detach().cpu(),
+            "since_log": since_log,
+            "last_eval": last_evals[i],
+        },
+        rng=lone_rng(streams.generators[i]),
+    )
+
+
+def _seed_result(ctx, stack, i, config, data, scorer, optimizers, last_eval, method) -> Result:
+    """Seed i's sample grid and result, as dcgan.train ends."""
+    gan = seed_gan(stack, i, config, data.train.shape[1], ctx.device)
+    grid_noise = gan.noise(64, torch.Generator(ctx.device).manual_seed(ctx.seed))
+    save_image(dcgan.generate_images(gan, grid_noise), ctx.run_dir / "samples.png", nrow=8,
+               normalize=True, value_range=(-1, 1))  # fmt: skip
+    inner = {role: o.inner for role, o in optimizers.items()}
+    details = dcgan.run_details(config, data, scorer, inner, last_eval, gan.speed)
+    details["stacked"] = stack_details(stack.seeds, method)
+    return ctx.result(
+        dcgan.final_metrics(last_eval, scorer),
+        details=details,
+        artifacts={"samples": "samples.png"},
+    )
+
+
+def stack_details(seeds: int, method: str) -> dict:
+    return {
+        "seeds": seeds,
+        "method": method,
+        "note": "trained with the arm's other seeds as one stacked model in one process: the "
+        "wall time and peak memory are the stack's",
+    }

@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         "or --max-seeds is reached. Optional stopping: the CIs are not corrected for it",
     )
     run.add_argument("--max-seeds", type=int, help="seed limit per arm for --until-decided")
+    run.add_argument(
+        "--stack-seeds",
+        nargs="?",
+        const="auto",
+        metavar="METHOD",
+        help="train each arm's seeds together as one stacked model in one process (dcgan: "
+        "grouped or vmap, vae: vmap; default auto): the way to fill a GPU with small models. "
+        "Each seed's result is what its lone run records, to float tolerance; elementwise "
+        "optimizers only (gans/stacked.py)",
+    )
 
     listing = verbs.add_parser("list", help="list experiments, optimizers, schedules, runs, claims")
     listing.add_argument(
@@ -160,6 +170,7 @@ def cmd_run(args) -> int:
         raise ConfigError("only applies with --until-decided", key="--max-seeds")
     if args.until_decided and args.executor != "local":
         raise ConfigError("runs with the local executor only", key="--until-decided")
+    stack = _stack_method(experiment, args)
     try:
         # On a Ray cluster the workers' devices count, not this machine's (suite/executors.py).
         device = resolve_device(args.device) if args.executor == "local" else args.device
@@ -181,16 +192,39 @@ def cmd_run(args) -> int:
             runs, store, device, args.threads, make_display(), args.address, args.workers
         )
     elif args.until_decided:
-        counts = _run_until_decided(experiment, args.max_seeds, store, workers, device, args)
+        counts = _run_until_decided(experiment, args.max_seeds, store, workers, device, args, stack)
     else:
-        counts = run_grid(runs, store, workers, device, args.threads, make_display())
+        counts = run_grid(runs, store, workers, device, args.threads, make_display(), stack)
     print("runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     if not args.no_report:
         print_summary(experiment, store)
     return 0 if not counts.get("failed") else 1
 
 
-def _run_until_decided(experiment, max_seeds, store, workers, device, args) -> dict[str, int]:
+def _stack_method(experiment, args) -> str | None:
+    """``--stack-seeds``'s method for this experiment, checked before anything runs."""
+    if args.stack_seeds is None:
+        return None
+    from suite.trainers import stack_method
+
+    if args.executor != "local":
+        raise ConfigError("runs with the local executor only", key="--stack-seeds")
+    method = stack_method(experiment.trainer, args.stack_seeds)
+    from gans.stacked import check_stackable
+
+    for arm, specs in experiment.arms.items():
+        for role, spec in specs.items():
+            try:
+                check_stackable(role, spec)
+            except ValueError as error:
+                message = f"{error} (--stack-seeds: run this arm without it)"
+                raise ConfigError(message, key=f"arms.{arm}") from None
+    return method
+
+
+def _run_until_decided(
+    experiment, max_seeds, store, workers, device, args, stack=None
+) -> dict[str, int]:
     """Run the grid, judge the claims, and add seeds until none is inconclusive."""
     from suite.progress import make_display
     from suite.report import claim_outcomes, select_results
@@ -208,7 +242,9 @@ def _run_until_decided(experiment, max_seeds, store, workers, device, args) -> d
     def run_batch(seeds: list[int]) -> list[str]:
         nonlocal counts
         batch = dataclasses.replace(experiment, seeds=seeds)
-        counts = run_grid(expand(batch), store, workers, device, args.threads, make_display())
+        counts = run_grid(
+            expand(batch), store, workers, device, args.threads, make_display(), stack
+        )
         outcomes = claim_outcomes(batch, select_results(batch, store))
         print(
             f"until-decided, {len(seeds)} seeds: "

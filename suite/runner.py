@@ -171,16 +171,22 @@ class RunContext:
     def elapsed_s(self) -> float:
         return self.elapsed_before_s + time.perf_counter() - self.started
 
-    def save_checkpoint(self, state: dict[str, Any], name: str = "checkpoint.pt") -> None:
+    def save_checkpoint(
+        self, state: dict[str, Any], name: str = "checkpoint.pt", rng: dict | None = None
+    ) -> None:
         """Save ``state`` (tensors, numbers, strings, lists, dicts) with the curves and the
-        global random generators' states (see ``restore_rng``), atomically."""
+        global random generators' states (see ``restore_rng``), atomically.
+
+        :param rng: the generator states to save instead of this process's (a stack of seeds
+            saves, for each seed, the states its lone run would have: gans/stacked.py).
+        """
         import torch
 
         saved = {
             "state": state,
             "curves": self.curves,
             "elapsed_s": self.elapsed_s(),
-            "rng": rng_state(),
+            "rng": rng if rng is not None else rng_state(),
         }
         buffer = io.BytesIO()
         torch.save(saved, buffer)
@@ -231,6 +237,13 @@ class RunContext:
             artifacts=artifacts or {},
         )
 
+    def diverged_result(self, diverged: Diverged) -> Result:
+        """The result of a run that diverged: recorded, never dropped."""
+        self.log(f"diverged: {diverged}")
+        result = self.result({}, status="diverged")
+        result.diverged_at_step, result.error = diverged.step, str(diverged)
+        return result
+
     def close(self) -> None:
         self._log.close()
 
@@ -280,46 +293,115 @@ def execute_run(
     """Run one run in this process: claim, train, write the result. Returns the status."""
     import torch
 
-    from suite.config import from_dict
-    from suite.optimizers import OptimizerSpec
-    from suite.provenance import environment
     from suite.trainers import trainer_module
 
     torch.set_num_threads(threads)
     run = RunSpec.from_dict(run_data)
     store, owner = Store(results_root), owner_id()
-    if not store.claim(run.run_id, owner):
+    if not _claim(store, run, owner):
         return "skipped"
-    if _already_finished(store, run, owner):
-        return "skipped"
-    store.clean_temporary(run)
     module = trainer_module(run.trainer)
-    config = from_dict(module.Config, run.task, "task")
-    specs = {role: from_dict(OptimizerSpec, spec, role) for role, spec in run.optimizers.items()}
+    config, specs = _settings(module, run)
     ctx = RunContext(run, store.run_dir(run), device, events, store, owner, grid_pid)
     ctx._send("start", label=run.label, pid=os.getpid())
     try:
         result = module.train(config, specs, ctx)
     except KeyboardInterrupt:
-        ctx.log("interrupted; the next identical command resumes from the last checkpoint")
-        store.release(run.run_id, owner)
-        ctx.close()
+        _hand_back(store, ctx, owner)
         raise
     except Diverged as diverged:
-        ctx.log(f"diverged: {diverged}")
-        result = ctx.result({}, status="diverged")
-        result.diverged_at_step, result.error = diverged.step, str(diverged)
+        result = ctx.diverged_result(diverged)
     except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
-        # A write that failed half-way (disk full) leaves its temporary file: free the space.
-        store.clean_temporary(run)
-        ctx.log(traceback.format_exc())
-        result = ctx.result({}, status="failed")
-        result.error = _one_line(error)
+        result = _failed(store, ctx, error)
+    _finish(store, ctx, result, owner)
+    return result.status
+
+
+def execute_stack(
+    runs_data: list[dict[str, Any]],
+    results_root: str,
+    device: str,
+    threads: int,
+    method: str,
+    events=None,
+    grid_pid: int | None = None,
+) -> list[str]:
+    """Run several seeds of one arm in this process as one stacked model (``--stack-seeds``).
+
+    Each run is claimed, recorded and resumed as if it ran alone; the stacked trainer
+    (suite/trainers.py: STACKED) returns one result per run. Returns the statuses.
+    """
+    import torch
+
+    from suite.trainers import stacked_module, trainer_module
+
+    torch.set_num_threads(threads)
+    runs = [RunSpec.from_dict(data) for data in runs_data]
+    store, owner = Store(results_root), owner_id()
+    runs = [run for run in runs if _claim(store, run, owner)]
+    if not runs:
+        return []
+    config, specs = _settings(trainer_module(runs[0].trainer), runs[0])
+    contexts = [
+        RunContext(run, store.run_dir(run), device, events, store, owner, grid_pid) for run in runs
+    ]
+    for ctx in contexts:
+        ctx._send("start", label=f"{ctx.run.label} (stacked)", pid=os.getpid())
+    try:
+        results = stacked_module(runs[0].trainer).train_stack(config, specs, contexts, method)
+    except KeyboardInterrupt:
+        for ctx in contexts:
+            _hand_back(store, ctx, owner)
+        raise
+    except Exception as error:  # noqa: BLE001 - the stack's failure must not stop the grid
+        results = [_failed(store, ctx, error) for ctx in contexts]
+    for ctx, result in zip(contexts, results, strict=True):
+        _finish(store, ctx, result, owner)
+    return [result.status for result in results]
+
+
+def _claim(store: Store, run: RunSpec, owner: str) -> bool:
+    """Claim ``run`` for this process, unless another holds it or it is finished."""
+    if not store.claim(run.run_id, owner) or _already_finished(store, run, owner):
+        return False
+    store.clean_temporary(run)
+    return True
+
+
+def _settings(module, run: RunSpec):
+    """The trainer's Config and the role -> OptimizerSpec of ``run``."""
+    from suite.config import from_dict
+    from suite.optimizers import OptimizerSpec
+
+    config = from_dict(module.Config, run.task, "task")
+    specs = {role: from_dict(OptimizerSpec, spec, role) for role, spec in run.optimizers.items()}
+    return config, specs
+
+
+def _hand_back(store: Store, ctx: RunContext, owner: str) -> None:
+    ctx.log("interrupted; the next identical command resumes from the last checkpoint")
+    store.release(ctx.run.run_id, owner)
+    ctx.close()
+
+
+def _failed(store: Store, ctx: RunContext, error: Exception) -> Result:
+    # A write that failed half-way (disk full) leaves its temporary file: free the space.
+    store.clean_temporary(ctx.run)
+    ctx.log(traceback.format_exc())
+    result = ctx.result({}, status="failed")
+    result.error = _one_line(error)
+    return result
+
+
+def _finish(store: Store, ctx: RunContext, result: Result, owner: str) -> None:
+    """Record ``result`` with its wall time, peak memory and environment, and release the run."""
+    from suite.provenance import environment
+
     result.wall_time_s = ctx.elapsed_s()
-    result.peak_rss_mb, result.peak_gpu_mb = _peak_memory(device)
-    result.environment = environment(device)
-    store.save_result(run, result)
-    store.finish(run.run_id, result.status, owner)
+    result.peak_rss_mb, result.peak_gpu_mb = _peak_memory(ctx.device)
+    result.environment = environment(ctx.device)
+    store.save_result(ctx.run, result)
+    store.finish(ctx.run.run_id, result.status, owner)
     ctx._send(
         "end",
         status=result.status,
@@ -328,7 +410,6 @@ def execute_run(
         error=result.error,
     )
     ctx.close()
-    return result.status
 
 
 def _already_finished(store: Store, run: RunSpec, owner: str) -> bool:
@@ -350,11 +431,16 @@ def _one_line(error: BaseException) -> str:
     return text.replace("\n", " ")[:500]
 
 
-def _child_main(run_data, results_root, device, threads, events, grid_pid):
+def _child_main(job, results_root, device, threads, events, grid_pid, stack):
+    """A worker process: one run, or with ``stack`` (a method) several seeds of one arm."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
     try:
-        execute_run(run_data, results_root, device, threads, events, grid_pid)
+        if stack is None:
+            (run_data,) = job
+            execute_run(run_data, results_root, device, threads, events, grid_pid)
+        else:
+            execute_stack(job, results_root, device, threads, stack, events, grid_pid)
     except KeyboardInterrupt:
         os._exit(130)
     except ResultsError as error:
@@ -362,11 +448,8 @@ def _child_main(run_data, results_root, device, threads, events, grid_pid):
         print(f"error: {error}", file=sys.stderr, flush=True)
         os._exit(EXIT_RESULTS_ERROR)
     except Exception as error:  # noqa: BLE001 - outside train(): report in one line, no traceback
-        print(
-            f"error: {run_data.get('arm')}/seed{run_data.get('seed')}: {_one_line(error)}",
-            file=sys.stderr,
-            flush=True,
-        )
+        labels = ", ".join(f"{d.get('arm')}/seed{d.get('seed')}" for d in job)
+        print(f"error: {labels}: {_one_line(error)}", file=sys.stderr, flush=True)
         os._exit(1)
 
 
@@ -393,7 +476,7 @@ def _record_crash(store: Store, run: RunSpec, exitcode: int, pid: int) -> None:
     store.finish(run.run_id, "failed", row["owner"] or "")
 
 
-def process_context(trainers: set[str]):
+def process_context(trainers: set[str], stacked: bool = False):
     """Where run processes come from: a fresh process per run, forked from a forkserver that has
     imported torch and the grid's trainer modules once.
 
@@ -401,57 +484,84 @@ def process_context(trainers: set[str]):
     own), without paying torch's and stable-baselines3's import (2-4 s) again per run. The
     forkserver itself runs no torch ops, so no thread pool is forked. Where there is no
     forkserver (Windows), runs are spawned.
+
+    ``torch._dynamo`` is preloaded too: torch.optim imports it lazily at the first
+    ``optimizer.step()`` (with sympy and triton, about 900 modules), which cost every run 2.5-3.5
+    s on a 2-core machine; measured with bench/grid_scaling.py (bench/README.md).
     """
-    from suite.trainers import TRAINERS
+    from suite.trainers import STACKED, TRAINERS
 
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
+    modules = {TRAINERS[t] for t in trainers}
+    if stacked:
+        modules |= {STACKED[t][0] for t in trainers if t in STACKED}
     context = mp.get_context("forkserver")
     context.set_forkserver_preload(
-        ["torch", "suite.runner", *sorted(TRAINERS[t] for t in trainers)]
+        ["torch", "torch._dynamo", "suite.runner", "suite.provenance", *sorted(modules)]
     )
     return context
 
 
+def jobs(todo: list[RunSpec], stack: str | None) -> list[list[RunSpec]]:
+    """What each worker process runs: one run each, or with ``stack`` the unfinished seeds of
+    each arm together (one stacked model per arm)."""
+    if stack is None:
+        return [[run] for run in todo]
+    by_arm: dict[str, list[RunSpec]] = {}
+    for run in todo:
+        by_arm.setdefault(run.arm, []).append(run)
+    return list(by_arm.values())
+
+
 def run_grid(
-    runs: list[RunSpec], store: Store, workers: int, device: str, threads: int, display
+    runs: list[RunSpec],
+    store: Store,
+    workers: int,
+    device: str,
+    threads: int,
+    display,
+    stack: str | None = None,
 ) -> dict[str, int]:
-    """Run every unfinished run, ``workers`` processes at a time. Returns counts by status."""
+    """Run every unfinished run, ``workers`` processes at a time. Returns counts by status.
+
+    :param stack: None (a process per run), or a stacking method of the trainer (suite/trainers.py:
+        STACKED): a process per arm, training that arm's unfinished seeds as one stacked model.
+    """
     store.register(runs)
     store.reconcile(runs)
     todo = [r for r in runs if store.status(r.run_id) not in FINISHED]
     display.begin(runs, done=len(runs) - len(todo))
-    context = process_context({run.trainer for run in todo})
+    context = process_context({run.trainer for run in todo}, stacked=stack is not None)
     events = context.Queue()
-    waiting, active = list(todo), {}
+    waiting, active = jobs(todo, stack), {}
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         while waiting or active:
             while waiting and len(active) < workers:
-                run = waiting.pop(0)
+                job = waiting.pop(0)
                 process = context.Process(
                     target=_child_main,
                     daemon=False,
-                    args=(run.to_dict(), str(store.root), device, threads, events, os.getpid()),
+                    args=(
+                        [run.to_dict() for run in job],
+                        str(store.root),
+                        device,
+                        threads,
+                        events,
+                        os.getpid(),
+                        stack,
+                    ),
                 )
                 process.start()
-                active[run.run_id] = (process, run)
+                active[job[0].run_id] = (process, job)
             _drain(events, display, timeout=0.2)
-            for run_id, (process, run) in list(active.items()):
+            for key, (process, job) in list(active.items()):
                 if not process.is_alive():
                     process.join()
-                    del active[run_id]
+                    del active[key]
                     _drain(events, display, timeout=0.0)
-                    if process.exitcode != 0:
-                        _record_crash(store, run, process.exitcode, process.pid)
-                        display.crashed(run, process.exitcode)
-                    if process.exitcode == EXIT_RESULTS_ERROR:
-                        # The results directory cannot take more (disk full): every further
-                        # run would fail the same way; stop, keeping what is finished.
-                        raise ResultsError(
-                            f"results directory {store.root} failed while saving "
-                            f"{run.label} (disk full or unwritable?); finished results are kept"
-                        )
+                    _check_exit(store, process, job, display)
     except BaseException:
         # Interrupted, or the results directory failed: stop the workers (they hand their runs
         # back and resume next time) rather than leave them training unseen.
@@ -469,6 +579,22 @@ def run_grid(
         if row["run_id"] in {r.run_id for r in runs}:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
     return counts
+
+
+def _check_exit(store: Store, process, job: list[RunSpec], display) -> None:
+    """After a worker ended: record the runs a dead worker left unfinished."""
+    if process.exitcode == 0:
+        return
+    for run in job:
+        _record_crash(store, run, process.exitcode, process.pid)
+        display.crashed(run, process.exitcode)
+    if process.exitcode == EXIT_RESULTS_ERROR:
+        # The results directory cannot take more (disk full): every further run would fail the
+        # same way; stop, keeping what is finished.
+        raise ResultsError(
+            f"results directory {store.root} failed while saving {job[0].label} "
+            "(disk full or unwritable?); finished results are kept"
+        )
 
 
 def _drain(events, display, timeout: float) -> None:

@@ -30,9 +30,21 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from gans.data import DataOrder
-from gans.stacked import StackedOptimizer, continuing_stream, stacked_role_optimizers
+from gans.data import DataOrder, load_image_data
+from gans.stacked import (
+    StackedOptimizer,
+    check_seed,
+    continuing_stream,
+    in_step_groups,
+    joined_optimizer_state,
+    lone_rng,
+    seed_optimizer_state,
+    stack_details,
+    stacked_role_optimizers,
+)
 from suite.optimizers import OptimizerSpec
+from suite.result import Result
+from suite.runner import RunContext
 from vae import vae as single
 
 
@@ -63,6 +75,13 @@ class VaeStack:
             return {"encoder": encoder, "decoder": decoder}
         return {"model": encoder + decoder}
 
+    def split(self, tensor: torch.Tensor, seed_index: int) -> torch.Tensor:
+        """Seed ``seed_index``'s slice of a stacked tensor (a leading seed dimension)."""
+        return tensor[seed_index]
+
+    def join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(tensors)
+
     def seed_state_dict(self, seed_index: int) -> dict[str, dict[str, torch.Tensor]]:
         """Seed ``seed_index``'s weights as vae.py encoder/decoder state dicts."""
         return {
@@ -84,22 +103,38 @@ class SeedStreams:
 
 
 def build_stack(
-    config: single.Config, seeds: list[int], channels: int, image_count: int, device: str
+    config: single.Config,
+    seeds: list[int],
+    channels: int,
+    image_count: int,
+    device: str,
+    states: list[dict | None] | None = None,
+    saved_rngs: list[dict | None] | None = None,
 ) -> tuple[VaeStack, SeedStreams]:
     """Build each seed's networks exactly as a lone run does (vae.build), then stack them.
 
     :param image_count: training images (for each seed's DataOrder).
+    :param states: each seed's checkpoint state (vae.save_checkpoint's format) or None.
+    :param saved_rngs: each seed's checkpointed generator states (``ctx.saved_rng``) or None.
     """
     lone = dataclasses.replace(config, compile=False, channels_last=False)
+    states = states or [None] * len(seeds)
+    saved_rngs = saved_rngs or [None] * len(seeds)
     encoders, decoders, generators = [], [], []
-    for seed in seeds:
+    for seed, state, saved_rng in zip(seeds, states, saved_rngs, strict=True):
         torch.manual_seed(seed)
         model = single.build(lone, channels, "cpu")  # initialized on the CPU, as vae.build does
+        if state is not None:
+            model.encoder.load_state_dict(state["encoder"])
+            model.decoder.load_state_dict(state["decoder"])
         encoders.append(model.encoder)
         decoders.append(model.decoder)
-        generators.append(continuing_stream(seed, device))
+        generators.append(continuing_stream(seed, device, saved_rng))
     stack = VaeStack(encoders, decoders).to(device)
     orders = [DataOrder(image_count, config.batch_size, seed, device) for seed in seeds]
+    for order, state in zip(orders, states, strict=True):
+        if state is not None:
+            order.load_state_dict(state["data_order"])
     return stack, SeedStreams(orders, generators)
 
 
@@ -177,8 +212,113 @@ def train_step(
 
 def seed_model(stack: VaeStack, seed_index: int, config: single.Config, channels: int, device):
     """Seed ``seed_index`` as a vae.VAE (for vae.evaluate and the sample grids)."""
-    model = single.build(config, channels, device)
+    model = single.build(dataclasses.replace(config, compile=False), channels, device)
     state = stack.seed_state_dict(seed_index)
     model.encoder.load_state_dict(state["encoder"])
     model.decoder.load_state_dict(state["decoder"])
     return model
+
+
+# --- the run: the seeds of one arm (suite run --stack-seeds) -----------------------------------
+
+
+def train_stack(
+    config: single.Config,
+    specs: dict[str, OptimizerSpec],
+    contexts: list[RunContext],
+    method: str = "vmap",
+) -> list[Result]:
+    """vae.train for several seeds of one arm at once; ``contexts`` are the seeds' runs.
+
+    Each seed's curves, test metrics, grids, checkpoints (vae.save_checkpoint's format) and
+    result are what its lone run records, to float tolerance. Seeds whose checkpoints stand at
+    different steps train as separate stacks; a seed that diverges is recorded as diverged and
+    drops out, the others go on (gans/stacked.py: ``in_step_groups``, ``check_seed``).
+    """
+    if method != "vmap":
+        raise ValueError(f"the VAE stacks with vmap only, not {method!r}")
+    data = load_image_data(config.data, log=contexts[0].log).to(contexts[0].device)
+    steps_per_epoch = len(data.train) // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"{len(data.train)} training images is less than one batch")
+    train_group = functools.partial(_train_group, config, specs, data, steps_per_epoch)
+    return in_step_groups(contexts, train_group)
+
+
+def _train_group(config, specs, data, steps_per_epoch, contexts, states) -> list[Result]:
+    """One stack, from fresh or from checkpoints at the same step (vae.train's loop)."""
+    device, seeds, channels = contexts[0].device, [c.seed for c in contexts], data.train.shape[1]
+    saved_rngs = [ctx.saved_rng for ctx in contexts]
+    stack, streams = build_stack(
+        config, seeds, channels, len(data.train), device, states, saved_rngs
+    )
+    optimizers = build_stacked_optimizers(stack, specs, config)
+    role_params = stack.role_parameters(config.split_roles)
+    total_steps = steps_per_epoch * config.epochs
+    step, since_log = 0, 0
+    loss_sums = torch.zeros(len(seeds), device=device)  # each seed's loss since the last record
+    last_evals: list[dict[str, float]] = [{} for _ in seeds]
+    if states[0] is not None:
+        for role, optimizer in optimizers.items():
+            lone = [state["optimizers"][role] for state in states]
+            optimizer.inner.load_state_dict(
+                joined_optimizer_state(lone, role_params[role], stack.split, stack.join)
+            )
+        step, since_log = states[0]["step"], states[0]["since_log"]
+        loss_sums = torch.stack([state["loss_sum"] for state in states]).to(device)
+        last_evals = [state["last_eval"] for state in states]
+    speed = single.speed_settings(config, device)
+    autocast = speed.autocast if speed.amp else None
+    eval_steps = steps_per_epoch * config.eval_every_epochs
+    live, outcomes = list(range(len(seeds))), {}
+    while step < total_steps and live:
+        kl_weight = single.kl_weight_at(step, total_steps, config)
+        loss_sums += train_step(stack, optimizers, data.train, streams, config, kl_weight, autocast)
+        step, since_log = step + 1, since_log + 1
+        for i in live:
+            contexts[i].progress(step, total_steps)
+        if step % config.log_every == 0 or step == total_steps:
+            losses = (loss_sums / since_log).tolist()
+            lrs = {f"train/lr_{role}": o.inner.lr for role, o in optimizers.items()}
+            for i in list(live):
+                record = {"train/loss": losses[i], "train/kl_weight": kl_weight, **lrs}
+                check_seed(contexts[i], step, live, outcomes, i, record, loss=losses[i])
+            loss_sums.zero_()
+            since_log = 0
+        if step % eval_steps == 0 or step == total_steps:
+            for i in list(live):
+                model = seed_model(stack, i, config, channels, device)
+                last_evals[i] = single.evaluate(model, data.test, config, contexts[i].seed)
+                if check_seed(contexts[i], step, live, outcomes, i, last_evals[i], **last_evals[i]):
+                    _save_seed(contexts[i], stack, optimizers, streams, i, step, loss_sums,
+                               since_log, last_evals[i], role_params)  # fmt: skip
+    for i in live:
+        ctx, model = contexts[i], seed_model(stack, i, config, channels, device)
+        artifacts = single.save_grids(model, data.test, config, ctx)
+        inner = {role: o.inner for role, o in optimizers.items()}
+        details = single.run_details(config, data, inner, steps_per_epoch, model.speed)
+        details["stacked"] = stack_details(stack.seeds, "vmap")
+        outcomes[i] = ctx.result(last_evals[i], details=details, artifacts=artifacts)
+    return [outcomes[i] for i in range(len(seeds))]
+
+
+def _save_seed(ctx, stack, optimizers, streams, i, step, loss_sums, since_log, last_eval,
+               role_params) -> None:  # fmt: skip
+    """Seed i's checkpoint, in vae.save_checkpoint's format."""
+    weights = stack.seed_state_dict(i)
+    ctx.save_checkpoint(
+        {
+            "step": step,
+            "encoder": weights["encoder"],
+            "decoder": weights["decoder"],
+            "optimizers": {
+                role: seed_optimizer_state(o.inner.state_dict(), role_params[role], i, stack.split)
+                for role, o in optimizers.items()
+            },
+            "data_order": streams.orders[i].state_dict(),
+            "loss_sum": loss_sums[i].detach().cpu(),
+            "since_log": since_log,
+            "last_eval": last_eval,
+        },
+        rng=lone_rng(streams.generators[i]),
+    )
