@@ -408,6 +408,23 @@ def joined_optimizer_state(states: list[dict], params: list[torch.Tensor], split
     return _zip_role_states(states, convert)
 
 
+def seed_optimizers(optimizers: dict, role_params: dict, seed_index: int, stack) -> dict:
+    """Seed ``seed_index``'s RoleOptimizer states, role by role, as its lone run saves them."""
+    return {
+        role: seed_optimizer_state(o.inner.state_dict(), role_params[role], seed_index, stack.split)
+        for role, o in optimizers.items()
+    }
+
+
+def load_seed_optimizers(optimizers: dict, seed_states: list[dict], stack) -> None:
+    """Load the seeds' lone RoleOptimizer states (role -> state, one dict per seed) into the
+    stacked optimizers."""
+    for role, optimizer in optimizers.items():
+        lone = [states[role] for states in seed_states]
+        joined = joined_optimizer_state(lone, optimizer.inner.params, stack.split, stack.join)
+        optimizer.inner.load_state_dict(joined)
+
+
 def _zip_role_states(states: list[dict], convert) -> dict:
     """One RoleOptimizer state from several, ``convert(param_index, name, values)`` per entry."""
     first = states[0]
@@ -561,12 +578,7 @@ def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
     sums = torch.zeros(len(seeds), 2, device=device)  # each seed's D and G loss sums
     last_evals: list[dict[str, float]] = [{} for _ in seeds]
     if states[0] is not None:
-        for role, optimizer in optimizers.items():
-            lone = [state["optimizers"][role] for state in states]
-            params = role_params[role]
-            optimizer.inner.load_state_dict(
-                joined_optimizer_state(lone, params, stack.split, stack.join)
-            )
+        load_seed_optimizers(optimizers, [state["optimizers"] for state in states], stack)
         step, since_log = states[0]["step"], states[0]["since_log"]
         sums = torch.stack([state["loss_sums"] for state in states]).to(device)
         last_evals = [state["last_eval"] for state in states]
@@ -686,10 +698,7 @@ def _save_seed(ctx, stack, optimizers, streams, i, step, sums, since_log, last_e
             "step": step,
             "generator": weights["generator"],
             "discriminator": weights["discriminator"],
-            "optimizers": {
-                role: seed_optimizer_state(o.inner.state_dict(), role_params[role], i, stack.split)
-                for role, o in optimizers.items()
-            },
+            "optimizers": seed_optimizers(optimizers, role_params, i, stack),
             "data_order": streams.orders[i].state_dict(),
             "loss_sums": sums[i].detach().cpu(),
             "since_log": since_log,

@@ -36,9 +36,9 @@ from gans.stacked import (
     check_seed,
     continuing_stream,
     in_step_groups,
-    joined_optimizer_state,
+    load_seed_optimizers,
     lone_rng,
-    seed_optimizer_state,
+    seed_optimizers,
     stack_details,
     stacked_role_optimizers,
 )
@@ -259,11 +259,7 @@ def _train_group(config, specs, data, steps_per_epoch, contexts, states) -> list
     loss_sums = torch.zeros(len(seeds), device=device)  # each seed's loss since the last record
     last_evals: list[dict[str, float]] = [{} for _ in seeds]
     if states[0] is not None:
-        for role, optimizer in optimizers.items():
-            lone = [state["optimizers"][role] for state in states]
-            optimizer.inner.load_state_dict(
-                joined_optimizer_state(lone, role_params[role], stack.split, stack.join)
-            )
+        load_seed_optimizers(optimizers, [state["optimizers"] for state in states], stack)
         step, since_log = states[0]["step"], states[0]["since_log"]
         loss_sums = torch.stack([state["loss_sum"] for state in states]).to(device)
         last_evals = [state["last_eval"] for state in states]
@@ -311,10 +307,7 @@ def _save_seed(ctx, stack, optimizers, streams, i, step, loss_sums, since_log, l
             "step": step,
             "encoder": weights["encoder"],
             "decoder": weights["decoder"],
-            "optimizers": {
-                role: seed_optimizer_state(o.inner.state_dict(), role_params[role], i, stack.split)
-                for role, o in optimizers.items()
-            },
+            "optimizers": seed_optimizers(optimizers, role_params, i, stack),
             "data_order": streams.orders[i].state_dict(),
             "loss_sum": loss_sums[i].detach().cpu(),
             "since_log": since_log,
