@@ -172,7 +172,18 @@ class GroupedStack(nn.Module):
 # --- the vmap stack ----------------------------------------------------------------------------
 
 
-class VmapStack:
+class LeadingSeedDimension:
+    """split/join for stacks made by torch.func.stack_module_state: a leading seed dimension."""
+
+    def split(self, tensor: torch.Tensor, seed_index: int) -> torch.Tensor:
+        """Seed ``seed_index``'s slice of a stacked tensor."""
+        return tensor[seed_index]
+
+    def join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(tensors)
+
+
+class VmapStack(LeadingSeedDimension):
     """S DCGANs as stacked parameters run by torch.func.vmap over dcgan's own modules."""
 
     def __init__(
@@ -204,13 +215,6 @@ class VmapStack:
 
     def role_parameters(self) -> dict[str, list[torch.Tensor]]:
         return {role: list(params.values()) for role, (params, _) in self.state.items()}
-
-    def split(self, tensor: torch.Tensor, seed_index: int) -> torch.Tensor:
-        """Seed ``seed_index``'s slice of a stacked tensor (a leading seed dimension)."""
-        return tensor[seed_index]
-
-    def join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(tensors)
 
     def seed_state_dict(self, seed_index: int) -> dict[str, dict[str, torch.Tensor]]:
         return {
@@ -273,11 +277,19 @@ def build_stack(
         stack = VmapStack(generators, discriminators).to(device)
     else:
         raise ValueError(f"unknown stacking method {method!r} (valid: grouped, vmap)")
-    orders = [DataOrder(image_count, config.batch_size, seed, device) for seed in seeds]
+    orders = seed_orders(image_count, config.batch_size, seeds, device, states)
+    return stack, SeedStreams(orders, streams)
+
+
+def seed_orders(
+    image_count: int, batch_size: int, seeds: list[int], device: str, states: list[dict | None]
+) -> list[DataOrder]:
+    """Each seed's data order, at its checkpoint's position where it has one (DCGAN and VAE)."""
+    orders = [DataOrder(image_count, batch_size, seed, device) for seed in seeds]
     for order, state in zip(orders, states, strict=True):
         if state is not None:
             order.load_state_dict(state["data_order"])
-    return stack, SeedStreams(orders, streams)
+    return orders
 
 
 def continuing_stream(seed: int, device: str, saved_rng: dict | None = None) -> torch.Generator:

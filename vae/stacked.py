@@ -32,6 +32,7 @@ from torch import nn
 
 from gans.data import DataOrder, load_image_data
 from gans.stacked import (
+    LeadingSeedDimension,
     StackedOptimizer,
     check_seed,
     continuing_stream,
@@ -39,6 +40,7 @@ from gans.stacked import (
     load_seed_optimizers,
     lone_rng,
     seed_optimizers,
+    seed_orders,
     stack_details,
     stacked_role_optimizers,
 )
@@ -48,7 +50,7 @@ from suite.runner import RunContext
 from vae import vae as single
 
 
-class VaeStack:
+class VaeStack(LeadingSeedDimension):
     """S VAEs as stacked parameters, run by torch.func.vmap over vae.py's own modules."""
 
     def __init__(self, encoders: list[nn.Module], decoders: list[nn.Module]):
@@ -74,13 +76,6 @@ class VaeStack:
         if split_roles:
             return {"encoder": encoder, "decoder": decoder}
         return {"model": encoder + decoder}
-
-    def split(self, tensor: torch.Tensor, seed_index: int) -> torch.Tensor:
-        """Seed ``seed_index``'s slice of a stacked tensor (a leading seed dimension)."""
-        return tensor[seed_index]
-
-    def join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(tensors)
 
     def seed_state_dict(self, seed_index: int) -> dict[str, dict[str, torch.Tensor]]:
         """Seed ``seed_index``'s weights as vae.py encoder/decoder state dicts."""
@@ -131,10 +126,7 @@ def build_stack(
         decoders.append(model.decoder)
         generators.append(continuing_stream(seed, device, saved_rng))
     stack = VaeStack(encoders, decoders).to(device)
-    orders = [DataOrder(image_count, config.batch_size, seed, device) for seed in seeds]
-    for order, state in zip(orders, states, strict=True):
-        if state is not None:
-            order.load_state_dict(state["data_order"])
+    orders = seed_orders(image_count, config.batch_size, seeds, device, states)
     return stack, SeedStreams(orders, generators)
 
 
