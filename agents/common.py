@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import asdict
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,8 @@ from stable_baselines3.common.vec_env import (
 
 from agents.envs import AtariSettings, make
 from agents.sb3_roles import parameters_finite
-from suite.config import from_dict
-from suite.runner import Diverged, RunContext
+from suite.optimizers import role_details as optimizer_role_details
+from suite.run.context import Diverged, RunContext
 
 
 def make_env(
@@ -71,32 +71,37 @@ def make_vec_env(
     )
 
 
-def resolve_arm(config: Any, arm: str, roles=None) -> Any:
-    """The task config with ``config.arm_overrides[arm]`` applied, validated like the task.
+@dataclass
+class EvalSettings:
+    """The evaluation settings every RL trainer's Config shares (DQN, PPO, SAC: each Config
+    subclasses this, so experiment files keep flat keys such as ``task.eval_every``)."""
 
-    Arms of an experiment differ by optimizer specs; some designs also need a task setting that
-    differs by arm (DQN's TD loss in a 2x2 optimizer x loss design, PPO's shared trunk). Those
-    settings go in the task's ``arm_overrides: {arm: {field: value}}``, which this applies. An
-    override may not change the roles (the engine resolves every arm's specs with the task's).
+    eval_every: int = 5_000
+    """environment steps between greedy evaluations (and checkpoints)."""
+    eval_episodes: int = 5
+    """episodes per evaluation, on an evaluation env of its own (``eval_seed``)."""
+    final_evals: int = 3
+    """the final return is the mean over this many last evaluations."""
+    return_threshold: float | None = None
+    """if set, steps to reach this eval return are recorded (censored when never reached)."""
+    arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """retired, must stay empty: settings that differ by arm go in ``arms.<arm>.task``.
 
-    :param roles: the trainer's ``roles(config)`` function, to check that the roles stay.
-    """
-    overrides = config.arm_overrides.get(arm)
-    if not overrides:
-        return config
-    if "arm_overrides" in overrides:
-        raise ValueError(f"arm_overrides.{arm} cannot itself hold arm_overrides")
-    data = {**asdict(config), **overrides, "arm_overrides": {}}
-    resolved = from_dict(type(config), data, f"arm_overrides.{arm}")
-    if roles is not None and roles(resolved) != roles(config):
-        raise ValueError(f"arm_overrides.{arm} changes the optimizer roles; it may not")
-    return resolved
+    A task setting that differs by arm (DQN's TD loss in a 2x2 optimizer x loss design, PPO's
+    shared trunk) goes in the arm's own ``task:`` mapping, merged over the task
+    (suite/config.py). The field stays, always empty, so that the run ids of runs recorded
+    before it moved (a hash of the task) stay the same."""
 
-
-def check_arm_overrides(config: Any, roles) -> None:
-    """Validate every arm's overrides now, before any run starts (call from Config.validate)."""
-    for arm in config.arm_overrides:
-        resolve_arm(config, arm, roles)
+    def validate_evaluation(self) -> None:
+        for name in ("eval_every", "eval_episodes", "final_evals"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.arm_overrides:
+            arm = next(iter(self.arm_overrides))
+            raise ValueError(
+                f"arm_overrides moved: write arm {arm!r}'s settings as arms.{arm}.task "
+                "(merged over the task)"
+            )
 
 
 def eval_seed(seed: int) -> int:
@@ -311,12 +316,7 @@ def learn_to_budget(
 
 def role_details(model) -> dict[str, Any]:
     """Each role's optimizer class, final lr and step count, as they were in force."""
-    details: dict[str, Any] = {}
-    for role, optimizer in model.role_optimizers().items():
-        details[f"{role}_optimizer"] = type(optimizer.inner).__name__
-        details[f"{role}_lr_final"] = optimizer.lr
-        details[f"{role}_optimizer_steps"] = optimizer.steps
-    return details
+    return optimizer_role_details(model.role_optimizers())
 
 
 def _tmp(path: Path) -> Path:

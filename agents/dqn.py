@@ -24,25 +24,24 @@ import torch.nn.functional as F
 from stable_baselines3 import DQN
 
 from agents.common import (
-    check_arm_overrides,
+    EvalSettings,
     eval_seed,
     final_metrics,
     learn_to_budget,
     make_env,
-    resolve_arm,
     resume_model,
     role_details,
 )
-from agents.envs import AtariSettings, describe
+from agents.envs import AtariSettings, check_env_id, check_network, check_trains, describe
 from agents.networks import FEATURE_EXTRACTORS
 from agents.sb3_roles import RoleOptimizers
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
-from suite.runner import Diverged, RunContext
+from suite.run.context import Diverged, RunContext
 
 
 @dataclass
-class Config:
+class Config(EvalSettings):
     """DQN task settings (the ``task`` and ``budgets`` keys of an experiment file)."""
 
     env_id: str = "CartPole-v1"
@@ -73,15 +72,6 @@ class Config:
     """features extractor: none (MLP), Nature CNN (Atari frames) or MinAtar CNN."""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     """hidden layer sizes of the Q-network's head (on the features; [] for the CNNs' papers)."""
-    eval_every: int = 5_000
-    """environment steps between greedy evaluations (and checkpoints)."""
-    eval_episodes: int = 5
-    final_evals: int = 3
-    """the final return is the mean over this many last evaluations."""
-    return_threshold: float | None = None
-    """if set, steps to reach this eval return are recorded (censored when never reached)."""
-    arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """task settings that differ by arm, e.g. ``{adam_mse: {loss: mse}}`` (agents/common.py)."""
 
     def validate(self) -> None:
         for name in (
@@ -91,9 +81,6 @@ class Config:
             "train_freq",
             "gradient_steps",
             "target_update_interval",
-            "eval_every",
-            "eval_episodes",
-            "final_evals",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -101,7 +88,10 @@ class Config:
             raise ValueError("gamma must be in [0, 1]")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be >= 1")
-        check_arm_overrides(self, roles)
+        check_env_id(self.env_id)
+        check_network(self.env_id, self.network)
+        check_trains(self.total_timesteps, self.learning_starts, self.train_freq)
+        self.validate_evaluation()
 
 
 def roles(config: Config) -> tuple[str, ...]:
@@ -166,7 +156,7 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
         # CnnPolicy scales uint8 frames to [0, 1]; MinAtar's boolean frames are not images to SB3.
         "CnnPolicy" if config.network == "nature_cnn" else "MlpPolicy",
         env,
-        role_specs={role: spec.to_dict() for role, spec in specs.items()},
+        role_specs=dict(specs),
         loss=config.loss,
         learning_rate=specs["q"].lr,  # SB3 logs it; the RoleOptimizer owns the real lr
         buffer_size=config.buffer_size,
@@ -186,7 +176,6 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
 
 
 def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:
-    config = resolve_arm(config, ctx.run.arm)
     settings = (config.env_kwargs, config.max_episode_steps, config.atari)
     env = make_env(config.env_id, ctx.seed, *settings)
     eval_env = make_env(config.env_id, eval_seed(ctx.seed), *settings)

@@ -21,6 +21,7 @@ defaults included, for each run's result.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,6 +91,67 @@ def _register(env_id: str) -> None:
             ) from None
         if env_id not in gym.registry:
             register_envs()
+
+
+def check_env_id(env_id: str) -> None:
+    """A ConfigError now, before any run, for an id gymnasium cannot make: its family's package
+    missing (with the extra to install) or not registered (with the closest registered id)."""
+    from suite.errors import did_you_mean
+
+    _register(env_id)
+    if env_id in gym.registry:
+        _check_extra(env_id, str(gym.registry[env_id].entry_point))
+        return
+    guess = did_you_mean(env_id, list(gym.registry))
+    hint = f"; did you mean {guess!r}?" if guess else " (see gymnasium.pprint_registry())"
+    raise ConfigError(f"unknown environment {env_id!r}{hint}", key="task.env_id")
+
+
+# gymnasium registers the Box2D and MuJoCo ids itself; only make() finds the package missing.
+EXTRAS = {"box2d": ("Box2D", "box2d"), "mujoco": ("mujoco", "mujoco")}
+
+
+def _check_extra(env_id: str, entry_point: str) -> None:
+    for marker, (module, extra) in EXTRAS.items():
+        if f"envs.{marker}" in entry_point and importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"{env_id} needs {module}: pip install 'suite[{extra}]'", key="task.env_id"
+            )
+
+
+# Which features extractor fits which observations: the Nature CNN takes preprocessed Atari
+# frames (84x84, stacked), the MinAtar CNN MinAtar's 10x10xC frames (agents/networks.py).
+NETWORK_FAMILIES = {"nature_cnn": "atari", "minatar_cnn": "minatar"}
+
+
+def check_network(env_id: str, network: str) -> None:
+    """A ConfigError now for a CNN on an environment whose observations it cannot take."""
+    needed = NETWORK_FAMILIES.get(network)
+    if needed is not None and family(env_id) != needed:
+        ids = {"atari": "ALE/... or ...NoFrameskip-v4", "minatar": "MinAtar/..."}[needed]
+        raise ConfigError(
+            f"network {network!r} takes {needed} frames ({ids}), not {env_id!r}",
+            key="task.network",
+            choices=["mlp", *(n for n, f in NETWORK_FAMILIES.items() if f == family(env_id))],
+        )
+
+
+def check_trains(total_timesteps: int, learning_starts: int, train_freq: int) -> None:
+    """A ConfigError for a budget at which an off-policy learner never steps its optimizers.
+
+    stable-baselines3 trains after a rollout of ``train_freq`` steps once ``num_timesteps >
+    learning_starts`` (OffPolicyAlgorithm.learn), so the first update comes at the first
+    multiple of ``train_freq`` past ``learning_starts``; a shorter budget leaves every arm at
+    its initial weights and the arms identical.
+    """
+    first = (learning_starts // train_freq + 1) * train_freq
+    if total_timesteps < first:
+        raise ConfigError(
+            f"no optimizer step at this budget: total_timesteps {total_timesteps} ends before "
+            f"the first update at step {first} (learning_starts {learning_starts}, train_freq "
+            f"{train_freq}); lower learning_starts or raise total_timesteps",
+            key="task.learning_starts",
+        )
 
 
 def make(

@@ -35,28 +35,27 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from torch import nn
 
 from agents.common import (
-    check_arm_overrides,
+    EvalSettings,
     eval_seed,
     final_metrics,
     learn_to_budget,
     make_env,
     make_vec_env,
-    resolve_arm,
     resume_model,
     role_details,
 )
-from agents.envs import AtariSettings, describe
+from agents.envs import AtariSettings, check_env_id, check_network, describe
 from agents.networks import FEATURE_EXTRACTORS
 from agents.sb3_roles import RoleOptimizers
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
-from suite.runner import Diverged, RunContext
+from suite.run.context import Diverged, RunContext
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 @dataclass
-class Config:
+class Config(EvalSettings):
     """PPO task settings (the ``task`` and ``budgets`` keys of an experiment file).
 
     Defaults are PPO's MuJoCo settings (Schulman et al. 2017, Table 3: horizon 2048, 10 epochs,
@@ -115,19 +114,9 @@ class Config:
     """initial log standard deviation of Gaussian policies."""
     eval_every: int = 10_000
     """environment steps between greedy evaluations (and checkpoints)."""
-    eval_episodes: int = 5
-    final_evals: int = 3
-    """the final return is the mean over this many last evaluations."""
-    return_threshold: float | None = None
-    """if set, steps to reach this eval return are recorded (censored when never reached)."""
-    arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """task settings that differ by arm, e.g. ``{adam_trunk: {network: mlp_trunk}}``."""
 
     def validate(self) -> None:
-        for name in ("n_envs", "total_timesteps", "n_steps", "n_epochs", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        for name in ("eval_episodes", "final_evals"):
+        for name in ("n_envs", "total_timesteps", "n_steps", "n_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.batch_size < 2:
@@ -140,7 +129,9 @@ class Config:
             raise ValueError("clip_range must be > 0")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError("max_grad_norm must be > 0 or null")
-        check_arm_overrides(self, roles)
+        check_env_id(self.env_id)
+        check_network(self.env_id, self.network)
+        self.validate_evaluation()
 
 
 def roles(config: Config) -> tuple[str, ...]:
@@ -331,7 +322,7 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
     return SuitePPO(
         "CnnPolicy" if config.network == "nature_cnn" else "MlpPolicy",
         env,
-        role_specs={role: spec.to_dict() for role, spec in specs.items()},
+        role_specs=dict(specs),
         optimizer_roles=config.optimizer_roles,
         features_extractor_role=config.features_extractor_role,
         learning_rate=next(iter(specs.values())).lr,  # SB3 logs it; the roles own the real lr
@@ -375,7 +366,6 @@ def training_env(env) -> DummyVecEnv:
 
 
 def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:
-    config = resolve_arm(config, ctx.run.arm)
     state = ctx.load_checkpoint()
     files = state["files"] if state else {}
     stats = ctx.run_dir / files["vec_normalize"] if "vec_normalize" in files else None

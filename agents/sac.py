@@ -12,7 +12,7 @@ Actor-Critic Algorithms and Applications", §5; SB3 learns its log, see softlear
 
 K-FAC needs the layers it preconditions: the actor's and the critic's modules are passed to
 ``build_role_optimizer``, and K-FAC's forward hooks collect only from those modules (the target
-critic is a separate module, see suite/extra_optimizers.py on SB3's SAC).
+critic is a separate module, see suite/optimizers/kfac.py on SB3's SAC).
 
 Run: ``python -m suite run sac-halfcheetah-kfac-vs-adam``.
 """
@@ -25,24 +25,23 @@ from typing import Any, Literal
 from stable_baselines3 import SAC
 
 from agents.common import (
-    check_arm_overrides,
+    EvalSettings,
     eval_seed,
     final_metrics,
     learn_to_budget,
     make_env,
-    resolve_arm,
     resume_model,
     role_details,
 )
-from agents.envs import describe
+from agents.envs import check_env_id, check_trains, describe
 from agents.sb3_roles import RoleOptimizers
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
-from suite.runner import RunContext
+from suite.run.context import RunContext
 
 
 @dataclass
-class Config:
+class Config(EvalSettings):
     """SAC task settings (the ``task`` and ``budgets`` keys of an experiment file).
 
     Defaults are SAC's (Haarnoja et al. 2018a, Table 1: two 256-unit hidden layers, batch 256,
@@ -74,15 +73,6 @@ class Config:
     """initial value of a learned coefficient (SB3's default)."""
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
     """hidden sizes of the actor and of each Q-network."""
-    eval_every: int = 5_000
-    """environment steps between greedy evaluations (and checkpoints)."""
-    eval_episodes: int = 5
-    final_evals: int = 3
-    """the final return is the mean over this many last evaluations."""
-    return_threshold: float | None = None
-    """if set, steps to reach this eval return are recorded (censored when never reached)."""
-    arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """task settings that differ by arm (agents/common.py ``resolve_arm``)."""
 
     def validate(self) -> None:
         for name in (
@@ -91,9 +81,6 @@ class Config:
             "batch_size",
             "train_freq",
             "gradient_steps",
-            "eval_every",
-            "eval_episodes",
-            "final_evals",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -103,7 +90,9 @@ class Config:
             raise ValueError("ent_coef must be 'auto' or > 0")
         if self.ent_coef_init <= 0:
             raise ValueError("ent_coef_init must be > 0")
-        check_arm_overrides(self, roles)
+        check_env_id(self.env_id)
+        check_trains(self.total_timesteps, self.learning_starts, self.train_freq)
+        self.validate_evaluation()
 
 
 def roles(config: Config) -> tuple[str, ...]:
@@ -145,7 +134,7 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
     return SuiteSAC(
         "MlpPolicy",
         env,
-        role_specs={role: spec.to_dict() for role, spec in specs.items()},
+        role_specs=dict(specs),
         learning_rate=specs["actor"].lr,  # SB3 logs it; the roles own the real lrs
         buffer_size=config.buffer_size,
         learning_starts=config.learning_starts,
@@ -163,7 +152,6 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
 
 
 def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:
-    config = resolve_arm(config, ctx.run.arm)
     settings = (config.env_kwargs, config.max_episode_steps)
     env = make_env(config.env_id, ctx.seed, *settings)
     eval_env = make_env(config.env_id, eval_seed(ctx.seed), *settings)

@@ -10,7 +10,8 @@ class, before it in the bases, and
   state dicts into whatever sits at the same attribute);
 - turns the lr reset into logging: each RoleOptimizer steps its own schedule per optimizer step.
 
-The role specs are plain data in ``self.role_specs``, so they are saved with the model.
+The role specs (``OptimizerSpec`` records, decoded once by the worker) are in
+``self.role_specs``, so they are saved with the model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from suite.config import from_dict
 from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer, check_roles
 
 
@@ -33,7 +33,7 @@ def _set_path(obj: Any, path: str, value: Any) -> None:
 class RoleOptimizers:
     """Mixin for stable-baselines3 algorithms: optimizers come from the suite's role specs."""
 
-    role_specs: dict[str, dict[str, Any]] | None = None
+    role_specs: dict[str, OptimizerSpec] | None = None
 
     def role_parameters(self) -> dict[str, tuple[str, list[nn.Parameter], list[nn.Module]]]:
         """role -> (attribute where SB3 keeps that optimizer, parameters, modules)."""
@@ -54,7 +54,7 @@ class RoleOptimizers:
             {role: params for role, (_, params, _) in roles.items()}, self.trainable_parameters()
         )
         for role, (attribute, params, modules) in roles.items():
-            spec = from_dict(OptimizerSpec, self.role_specs[role], role)
+            spec = self.role_specs[role]
             _set_path(self, attribute, build_role_optimizer(role, spec, params, modules))
 
     def role_optimizers(self) -> dict[str, RoleOptimizer]:

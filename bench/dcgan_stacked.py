@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gans import dcgan, stacked  # noqa: E402
 from gans.data import DataOrder, ImageDataConfig  # noqa: E402
 from suite.optimizers import OptimizerSpec  # noqa: E402
+from suite.run.device import speed_settings  # noqa: E402
 
 
 def spec(optimizer: str, lr: float, **kwargs) -> OptimizerSpec:
@@ -111,7 +112,7 @@ def train_eagerly(config, seeds: list[int], images, device: str, steps: int) -> 
 def train_stacked(config, seeds: list[int], images, device: str, steps: int, method) -> float:
     """Every arm as one stack of its seeds. Returns the seconds spent in steps."""
     spent = 0.0
-    speed = dcgan.speed_settings(config, device)  # the lone runs' autocast
+    speed = speed_settings(config, device)  # the lone runs' autocast
     autocast = speed.autocast if speed.amp else None
 
     for arm_spec in ARMS.values():

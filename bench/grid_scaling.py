@@ -1,7 +1,7 @@
 """Grid scaling: a 4-arm x N-seed grid through the runner (``--workers`` processes) against the
 same runs one after another in one process.
 
-Both sides call the same per-run function (suite.runner.execute_run) with one torch thread per
+Both sides call the same per-run function (suite.run.worker.execute) with one torch thread per
 run, into separate results directories, and the bench checks that they produced the same
 numbers. It prints both wall times, the speedup (sequential / runner), and the runner's
 orchestration overhead:
@@ -35,10 +35,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from suite.config import load_experiment  # noqa: E402
-from suite.progress import Display  # noqa: E402
+from suite.config import (
+    expand,
+    load_experiment,  # noqa: E402
+)
 from suite.result import RunSpec  # noqa: E402
-from suite.runner import execute_run, expand, run_grid  # noqa: E402
+from suite.run.display import Display  # noqa: E402
+from suite.run.local import run_grid  # noqa: E402
+from suite.run.worker import WorkerJob, execute  # noqa: E402
 from suite.store import Store  # noqa: E402
 
 DEFAULT_EXPERIMENT = str(Path(__file__).resolve().parent / "configs" / "ppo-cartpole-grid.yaml")
@@ -50,7 +54,7 @@ def run_sequentially(runs: list[RunSpec], root: Path) -> float:
     store.register(runs)
     started = time.perf_counter()
     for run in runs:
-        execute_run(run.to_dict(), str(root), "cpu", threads=1)
+        execute(WorkerJob([run.to_dict()], str(root), "cpu", 1))
     return time.perf_counter() - started
 
 

@@ -20,8 +20,8 @@ from stable_baselines3 import DQN, SAC
 
 from agents import dqn, sac
 from agents.common import make_env
-from suite.config import from_dict
 from suite.optimizers import OptimizerSpec
+from suite.schema import from_dict
 
 ADAM = {"optimizer": "adam", "lr": 1e-3}
 

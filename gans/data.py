@@ -178,7 +178,9 @@ def cache_root(config: ImageDataConfig) -> Path:
     return resolve_path(root)
 
 
-def _cache_key(config: ImageDataConfig) -> str:
+def image_cache_key(config: ImageDataConfig) -> str:
+    """The decoded images' cache name: dataset, size and a digest of the data settings (and of
+    the file, for archives and folders)."""
     settings = asdict(config)
     settings.pop("cache_dir")
     settings.pop("download")
@@ -200,7 +202,7 @@ def load_image_data(config: ImageDataConfig, log=print) -> ImageData:
             raise DataError(
                 f"data not found at {path}: {HOW_TO_GET[config.source]}", key="data.path"
             )
-    cache_file = cache_root(config) / "images" / f"{_cache_key(config)}.pt"
+    cache_file = cache_root(config) / "images" / f"{image_cache_key(config)}.pt"
     if cache_file.exists():
         try:
             saved = torch.load(cache_file, map_location="cpu", weights_only=True)
@@ -473,30 +475,15 @@ class DataOrder:
         self.epoch, self.position, self._permutation = state["epoch"], state["position"], None
 
 
-def rng_state() -> dict:
-    """torch (CPU and CUDA), numpy and Python RNG states, in types torch.load(weights_only) reads.
+def seed_orders(
+    image_count: int, batch_size: int, seeds: list[int], device: str, states: list | None
+) -> list[DataOrder]:
+    """Each seed's data order, at its checkpoint's position where it has one (DCGAN and VAE).
 
-    For code outside a run: the trainers rely on ``ctx.save_checkpoint``, which saves these
-    states itself, and ``ctx.restore_rng()`` (suite/runner.py).
+    :param states: each seed's gans/train_state.py TrainState, or None.
     """
-    import random
-
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    import random
-
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, position, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+    orders = [DataOrder(image_count, batch_size, seed, device) for seed in seeds]
+    for order, state in zip(orders, states, strict=True):
+        if state is not None:
+            order.load_state_dict(state.data_order)
+    return orders

@@ -18,7 +18,6 @@ Run: ``python -m suite run dcgan-cifar10-adam0-rmsprop-vs-sgd`` (configs/).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
@@ -39,11 +38,27 @@ from gans.data import (
     to_uint8,
 )
 from gans.scores import Scorer, build_scorer, collapse_statistics
-from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer, check_roles
+from gans.train_state import TrainState as _TrainState
+from suite.optimizers import (
+    OptimizerSpec,
+    RoleOptimizer,
+    build_role_optimizer,
+    check_roles,
+    role_details,
+)
 from suite.result import Result
-from suite.runner import RunContext
+from suite.run.context import RunContext
+from suite.run.device import SpeedSettings, speed_settings
 
 ROLES = ("generator", "discriminator")
+
+
+class TrainState(_TrainState):
+    """A DCGAN run's checkpoint (gans/train_state.py): both networks' weights with batch-norm
+    statistics, the role optimizers, the data order, the D and G loss sums of the log window."""
+
+    NETWORKS = ROLES
+    LOSS_KEY = "loss_sums"
 
 
 @dataclass
@@ -64,6 +79,10 @@ class Config:
     """generator updates of training."""
     discriminator_steps: int = 1
     """discriminator updates per generator update (1 in DCGAN; WGAN uses 5)."""
+    reuse_fake: bool = True
+    """the G update scores the fake batch of the last D update, as pytorch/examples' dcgan does
+    (one generator forward per step instead of two). False: a fresh fake batch for the G update
+    (the suite before issue 13; results differ, the expected training is the same)."""
     loss: Literal["bce", "hinge"] = "bce"
     """non-saturating BCE (Goodfellow et al. 2014, §3) or hinge (Miyato et al. 2018)."""
     hflip: bool = True
@@ -81,6 +100,10 @@ class Config:
     scores: Literal["auto", "inception", "classifier"] = "auto"
     """feature network: Inception-v3 if available (auto), required (inception), or the suite's
     classifier (gans/classifier.py; never reported as an Inception score)."""
+    calibration: bool = True
+    """score the calibration ladder once per reference set (gans/scores.py: real held-out images
+    with noise, blur and dropped classes; cached with the reference statistics): 10 scorings of
+    ``eval_samples`` images when the statistics are not cached yet."""
     classifier: Literal["cached", "tiny"] = "cached"
     """cached: the dataset's classifier (trained and cached now if missing); tiny: a tiny CNN
     trained in seconds on this run's data (smoke runs only)."""
@@ -194,53 +217,6 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-# --- device speed settings (shared with vae/vae.py) -------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpeedSettings:
-    """The speed settings a run applies on its device, after the device gate (speed_settings)."""
-
-    device_type: str
-    """autocast's device type: the run's, "cuda" or "cpu"."""
-    amp: bool
-    """bf16 autocast for the forward passes."""
-    channels_last: bool
-    """channels_last memory format for modules and batches."""
-    compile: bool
-    """torch.compile the modules."""
-
-    def autocast(self):
-        """bf16 autocast on the run's device type, or nothing when ``amp`` is off."""
-        if self.amp:
-            return torch.autocast(self.device_type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def place(self, module: nn.Module, device: str) -> nn.Module:
-        """Move ``module`` to ``device`` in the memory format; return what runs it: the module
-        itself, or its torch.compile wrapper (which shares the module's parameters)."""
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        module.to(device, memory_format=memory_format)
-        return torch.compile(module) if self.compile else module
-
-
-def speed_settings(config, device: str) -> SpeedSettings:
-    """The device gate: a config's ``amp``, ``channels_last`` and ``compile`` apply on CUDA, and
-    on the CPU only with ``cpu_speed_settings``; elsewhere all three are off. Past this gate the
-    CUDA and CPU paths share all code but the autocast device type.
-
-    :param config: a trainer Config with the four fields (dcgan.Config, vae.Config).
-    """
-    device_type = torch.device(device).type
-    on = device_type == "cuda" or (device_type == "cpu" and config.cpu_speed_settings)
-    return SpeedSettings(
-        device_type,
-        amp=on and config.amp,
-        channels_last=on and config.channels_last,
-        compile=on and config.compile,
-    )
-
-
 @dataclass
 class GAN:
     """The two networks, what runs them (compiled or not) and the device settings."""
@@ -327,27 +303,32 @@ def train_step(
     """``discriminator_steps`` D updates, then one G update. Returns the (detached) last D loss
     and the G loss as tensors: no host sync here, the caller reads them at log intervals."""
     batch = config.batch_size
-    for _ in range(config.discriminator_steps):
+    for index in range(config.discriminator_steps):
         ############################
         # (1) Update D: real images towards "real", generated images towards "fake"
         ############################
         real = real_batch(data, order, gan, config.hflip)
-        with torch.no_grad(), gan.autocast():
-            fake = gan.generate(gan.noise(batch))  # no G graph: D's step must not train G
+        # G's graph is kept only for the fake batch the G update reuses (reuse_fake); D's
+        # update sees it detached, so D's step never trains G.
+        keep_graph = config.reuse_fake and index == config.discriminator_steps - 1
+        with torch.set_grad_enabled(keep_graph), gan.autocast():
+            fake = gan.generate(gan.noise(batch))
         with gan.autocast():
             # Float32 logits, so that both losses are float32 under autocast (BCE is autocast to
             # float32 anyway, the hinge loss is not), as in gans/stacked.py.
             real_logits = gan.discriminate(real).float()
-            fake_logits = gan.discriminate(fake).float()
+            fake_logits = gan.discriminate(fake.detach()).float()
             loss_d = discriminator_loss(real_logits, fake_logits, config.loss)
         optimizers["discriminator"].zero_grad()
         loss_d.backward()
         optimizers["discriminator"].step()
     ############################
-    # (2) Update G: make D call fresh generated images "real" (the label flip)
+    # (2) Update G: make the updated D call generated images "real" (the label flip)
     ############################
     with gan.autocast():
-        fake_logits = gan.discriminate(gan.generate(gan.noise(batch))).float()
+        if not config.reuse_fake:
+            fake = gan.generate(gan.noise(batch))
+        fake_logits = gan.discriminate(fake).float()
         loss_g = generator_loss(fake_logits, config.loss)
     optimizers["generator"].zero_grad()
     loss_g.backward()
@@ -398,29 +379,13 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     step, since_log = 0, 0
     sums = torch.zeros(2, device=ctx.device)  # D and G losses since the last record
     last_eval: dict[str, float] = {}
-    state = ctx.load_checkpoint()
-    if state is not None:
-        gan.generator.load_state_dict(state["generator"])
-        gan.discriminator.load_state_dict(state["discriminator"])
-        for role in ROLES:
-            optimizers[role].load_state_dict(state["optimizers"][role])
-        order.load_state_dict(state["data_order"])
-        step, since_log = state["step"], state["since_log"]
-        sums.copy_(state["loss_sums"])
-        last_eval = state["last_eval"]
+    saved = TrainState.load(ctx)
+    if saved is not None:
+        saved.restore(networks(gan), optimizers, order)
+        step, since_log, last_eval = saved.step, saved.since_log, saved.last_eval
+        sums.copy_(saved.loss_sums)
     started = time.perf_counter()
-    scorer = build_scorer(
-        config.scores,
-        config.classifier,
-        config.data,
-        data,
-        config.reference_split,
-        config.reference_samples,
-        ctx.device,
-        ctx.seed,
-        ctx.log,
-        ctx.run_dir,  # a tiny score classifier is kept there for a resumed run
-    )
+    scorer = build_scorer(config, data, ctx)  # a tiny classifier is kept in ctx.run_dir
     ctx.log(f"scorer ready in {time.perf_counter() - started:.1f} s: {scorer.network.name}")
     # Fixed noise, from generators of their own: scoring never moves the training RNG, so a
     # resumed run and an uninterrupted one train identically.
@@ -458,7 +423,10 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
             )
             last_eval = evaluate(gan, scorer, eval_noise)
             ctx.record(step, last_eval)
-            save_checkpoint(ctx, gan, optimizers, order, step, sums, since_log, last_eval)
+            state = TrainState.capture(
+                networks(gan), optimizers, order, sums, step, since_log, last_eval
+            )
+            ctx.save_checkpoint(state.state_dict())
     save_image(generate_images(gan, grid_noise), ctx.run_dir / "samples.png", nrow=8,
                normalize=True, value_range=(-1, 1))  # fmt: skip
     return ctx.result(
@@ -468,32 +436,9 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     )
 
 
-def save_checkpoint(
-    ctx: RunContext,
-    gan: GAN,
-    optimizers: dict[str, RoleOptimizer],
-    order: DataOrder,
-    step: int,
-    loss_sums: torch.Tensor,
-    since_log: int,
-    last_eval: dict[str, float],
-) -> None:
-    """Everything a resumed run needs to continue exactly as this one will: weights and batch-norm
-    statistics, optimizer states (with schedules), the data order, the partial loss sums of the
-    current log window (eval_every need not be a multiple of log_every) and the last scores.
-    ``ctx.save_checkpoint`` adds the curves and the global random generators."""
-    ctx.save_checkpoint(
-        {
-            "step": step,
-            "generator": gan.generator.state_dict(),
-            "discriminator": gan.discriminator.state_dict(),
-            "optimizers": {role: optimizers[role].state_dict() for role in ROLES},
-            "data_order": order.state_dict(),
-            "loss_sums": loss_sums.detach().cpu(),
-            "since_log": since_log,
-            "last_eval": last_eval,
-        }
-    )
+def networks(gan: GAN) -> dict[str, nn.Module]:
+    """The modules a checkpoint holds, by their TrainState names."""
+    return {"generator": gan.generator, "discriminator": gan.discriminator}
 
 
 def final_metrics(last_eval: dict[str, float], scorer: Scorer) -> dict[str, float]:
@@ -518,14 +463,12 @@ def run_details(
         },
         "collapsed": bool(last_eval["eval/collapsed"]),
         "speed_settings": asdict(speed),  # what ran: bf16 and fp32 runs differ in their numbers
+        **scorer.summary(),  # the reference set, FID floor and calibration, printed by the report
     }
     if details["collapsed"]:
         details["collapse_note"] = (
             "the generator produced (near-)constant images at the last evaluation "
             f"(per-pixel std across samples {last_eval['eval/sample_std']:.4f}): a collapsed run"
         )
-    for role, optimizer in optimizers.items():
-        details[f"{role}_optimizer"] = type(optimizer.inner).__name__
-        details[f"{role}_lr_final"] = optimizer.lr
-        details[f"{role}_optimizer_steps"] = optimizer.steps
+    details.update(role_details(optimizers))
     return details

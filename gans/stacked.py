@@ -37,43 +37,27 @@ from torch import nn
 from torchvision.utils import save_image
 
 from gans import dcgan
-from gans.data import DataOrder, load_image_data, random_hflip, to_signed_range
+from gans.data import DataOrder, load_image_data, random_hflip, seed_orders, to_signed_range
 from gans.scores import build_scorer
-from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer
+from suite.optimizers import OptimizerSpec
 from suite.result import Result
-from suite.runner import Diverged, RunContext
-
-Method = Literal["grouped", "vmap"]
-
-# Optimizers whose update of each parameter element depends only on that element's own history
-# (and on the step count), so that one optimizer over S stacked seeds equals S optimizers.
-ELEMENTWISE_OPTIMIZERS = (
-    "sgd",
-    "adagrad",
-    "adadelta",
-    "rmsprop",
-    "rmsprop_deepmind",
-    "adam",
-    "adamw",
-    "nadam",
-    "radam",
-    "adamax",
-    "adabelief",
+from suite.run.context import RunContext
+from suite.run.device import speed_settings
+from suite.run.stacking import (
+    LeadingSeedDimension,
+    StackedOptimizer,
+    build_stacked_optimizers,
+    check_seed,
+    continuing_stream,
+    in_step_groups,
+    load_seed_optimizers,
+    lone_rng,
+    parameter_sums,
+    seed_optimizers,
+    stack_details,
 )
 
-
-def check_stackable(role: str, spec: OptimizerSpec) -> None:
-    """Raise ValueError unless one optimizer over stacked seeds trains each seed as alone."""
-    if spec.optimizer not in ELEMENTWISE_OPTIMIZERS:
-        raise ValueError(
-            f"{role}: optimizer {spec.optimizer!r} cannot train stacked seeds (its update has "
-            "per-tensor or cross-parameter terms, e.g. trust ratios, factored moments or "
-            "curvature blocks, that would mix seeds); train these seeds one by one. Stackable: "
-            + ", ".join(ELEMENTWISE_OPTIMIZERS)
-        )
-    if spec.kwargs.get("adanorm"):
-        raise ValueError(f"{role}: adanorm uses per-tensor gradient norms; cannot stack seeds")
-
+Method = Literal["grouped", "vmap"]
 
 # --- the grouped stack -------------------------------------------------------------------------
 
@@ -172,15 +156,27 @@ class GroupedStack(nn.Module):
 # --- the vmap stack ----------------------------------------------------------------------------
 
 
-class LeadingSeedDimension:
-    """split/join for stacks made by torch.func.stack_module_state: a leading seed dimension."""
+class Float32BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that normalizes in float32 and returns its input's dtype (same state dict).
 
-    def split(self, tensor: torch.Tensor, seed_index: int) -> torch.Tensor:
-        """Seed ``seed_index``'s slice of a stacked tensor."""
-        return tensor[seed_index]
+    Under bf16 autocast the convolutions hand BatchNorm bf16 activations with float32 running
+    statistics. Eager CUDA batch norm accepts that mix; inside vmap, whose batching rule calls
+    batch norm on the stacked statistics without the affine weights, CUDA's kernel refuses it:
+    "Expected running_mean to have type BFloat16 but got Float" (torch 2.11 on an H200, issue
+    13). Normalizing in float32 is what the mixed-type kernel does internally anyway; without
+    autocast the casts are no-ops and the results are bit-identical.
+    """
 
-    def join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(tensors)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
+def _float32_batch_norms(module: nn.Module) -> nn.Module:
+    """``module`` with every BatchNorm2d run as a Float32BatchNorm2d (in place)."""
+    for layer in module.modules():
+        if type(layer) is nn.BatchNorm2d:
+            layer.__class__ = Float32BatchNorm2d
+    return module
 
 
 class VmapStack(LeadingSeedDimension):
@@ -192,11 +188,13 @@ class VmapStack(LeadingSeedDimension):
         self.seeds = len(generators)
         self.nets = {"generator": generators, "discriminator": discriminators}
         self.state = {}
+        self.skeletons = {}
         self.calls = {}
         for role, modules in self.nets.items():
             params, buffers = torch.func.stack_module_state(modules)
             self.state[role] = (params, buffers)
-            skeleton = copy.deepcopy(modules[0]).to("meta")
+            skeleton = _float32_batch_norms(copy.deepcopy(modules[0]).to("meta"))
+            self.skeletons[role] = skeleton
             self.calls[role] = torch.func.vmap(functools.partial(_call, skeleton))
 
     def to(self, device: str) -> VmapStack:
@@ -255,7 +253,7 @@ def build_stack(
     """Build each seed's networks exactly as a lone run does, then stack them.
 
     :param image_count: training images (for each seed's DataOrder).
-    :param states: each seed's checkpoint state (dcgan.save_checkpoint's format) or None.
+    :param states: each seed's checkpoint (a dcgan.TrainState) or None.
     :param saved_rngs: each seed's checkpointed generator states (``ctx.saved_rng``) or None.
     """
     lone = dataclasses.replace(config, compile=False, channels_last=False)
@@ -266,8 +264,8 @@ def build_stack(
         torch.manual_seed(seed)
         gan = dcgan.build(lone, channels, "cpu")  # initialized on the CPU, as dcgan.build does
         if state is not None:
-            gan.generator.load_state_dict(state["generator"])
-            gan.discriminator.load_state_dict(state["discriminator"])
+            for name, module in dcgan.networks(gan).items():
+                module.load_state_dict(state.weights[name])
         generators.append(gan.generator)
         discriminators.append(gan.discriminator)
         streams.append(continuing_stream(seed, device, saved_rng))
@@ -281,200 +279,12 @@ def build_stack(
     return stack, SeedStreams(orders, streams)
 
 
-def seed_orders(
-    image_count: int, batch_size: int, seeds: list[int], device: str, states: list[dict | None]
-) -> list[DataOrder]:
-    """Each seed's data order, at its checkpoint's position where it has one (DCGAN and VAE)."""
-    orders = [DataOrder(image_count, batch_size, seed, device) for seed in seeds]
-    for order, state in zip(orders, states, strict=True):
-        if state is not None:
-            order.load_state_dict(state["data_order"])
-    return orders
-
-
-def continuing_stream(seed: int, device: str, saved_rng: dict | None = None) -> torch.Generator:
-    """The random stream seed ``seed``'s lone run draws flips, noise (or, for the VAE, its
-    reparameterization noise) from after building.
-
-    On the CPU that is the global generator after initialization; on CUDA the lone run's noise
-    comes from the CUDA generator, which initialization (done on the CPU) did not touch. A
-    resumed seed continues from its checkpoint's generator states (``saved_rng``, in the lone
-    run's format: see ``lone_rng``).
-    """
-    stream = torch.Generator(device)
-    if saved_rng is not None:
-        if device == "cpu":
-            stream.set_state(saved_rng["torch"])
-        else:
-            stream.set_state(saved_rng["cuda"][torch.device(device).index or 0])
-    elif device == "cpu":
-        stream.set_state(torch.get_rng_state())
-    else:
-        stream.manual_seed(seed)
-    return stream
-
-
-def lone_rng(stream: torch.Generator) -> dict:
-    """The generator states a lone run would checkpoint (suite.runner.rng_state's format), with
-    the global generator it draws training randomness from replaced by this seed's stream: a
-    stacked seed's checkpoint resumes as a lone run, and the other way round."""
-    from suite.runner import rng_state
-
-    state = rng_state()
-    if stream.device.type == "cpu":
-        state["torch"] = stream.get_state()
-    else:
-        cuda = list(state.get("cuda") or torch.cuda.get_rng_state_all())
-        cuda[stream.device.index or 0] = stream.get_state()
-        state["cuda"] = cuda
-    return state
-
-
-def build_stacked_optimizers(
-    stack: GroupedStack | VmapStack, specs: dict[str, OptimizerSpec]
-) -> dict[str, StackedOptimizer]:
-    """One optimizer per role over all seeds' parameters (elementwise optimizers only)."""
-    return stacked_role_optimizers(stack.role_parameters(), stack.seeds, specs)
-
-
-def stacked_role_optimizers(
-    role_parameters: dict[str, list[torch.Tensor]], seeds: int, specs: dict[str, OptimizerSpec]
-) -> dict[str, StackedOptimizer]:
-    """Each role's optimizer over its stacked parameters, clipping per seed (shared by the DCGAN
-    and VAE stacks)."""
-    optimizers = {}
-    for role, params in role_parameters.items():
-        check_stackable(role, specs[role])
-        # Clipping is per seed (StackedOptimizer); the role optimizer must not clip the stack.
-        unclipped = dataclasses.replace(specs[role], clip_grad_norm=None)
-        inner = build_role_optimizer(role, unclipped, params)
-        optimizers[role] = StackedOptimizer(inner, seeds, specs[role].clip_grad_norm)
-    return optimizers
-
-
-class StackedOptimizer:
-    """A role optimizer over stacked seeds, with gradient-norm clipping per seed."""
-
-    def __init__(self, inner: RoleOptimizer, seeds: int, clip_grad_norm: float | None):
-        self.inner, self.seeds, self.clip_grad_norm = inner, seeds, clip_grad_norm
-        self.last_grad_norms: torch.Tensor | None = None
-
-    def zero_grad(self) -> None:
-        self.inner.zero_grad()
-
-    def step(self) -> None:
-        if self.clip_grad_norm is not None:
-            self.last_grad_norms = clip_per_seed(self.inner.params, self.seeds, self.clip_grad_norm)
-        self.inner.step()
-
-
-@torch.no_grad()
-def clip_per_seed(params: list[torch.Tensor], seeds: int, max_norm: float) -> torch.Tensor:
-    """torch.nn.utils.clip_grad_norm_ for each seed's slice of stacked parameters (seed-major
-    along dimension 0). Returns the seeds' total norms before clipping."""
-    grads = [p.grad.view(seeds, -1) for p in params if p.grad is not None]
-    norms = torch.stack([g.float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
-    # The same coefficient as clip_grad_norm_: max_norm / (norm + 1e-6), at most 1.
-    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale[:, None].to(g.dtype))
-    return norms
-
-
 # --- each seed's state in the lone run's checkpoint format ------------------------------------
 #
-# A stacked seed checkpoints exactly what dcgan.save_checkpoint writes for a lone run (weights,
-# RoleOptimizer states, data order, partial loss sums, last scores, generator states), so an
-# interrupted stack resumes as a stack or seed by seed, and a lone run's checkpoint joins a stack.
-
-
-def seed_optimizer_state(state: dict, params: list[torch.Tensor], seed_index: int, split) -> dict:
-    """Seed ``seed_index``'s part of a stacked RoleOptimizer's ``state_dict()``: the state its lone
-    run's RoleOptimizer would have. Per-element entries (moments, Lookahead's slow weights: the
-    shape of their stacked parameter) are sliced with ``split``; the rest (step counts,
-    hyperparameters, the schedule) is shared by the seeds and copied."""
-    shapes = [p.shape for p in params]
-
-    def convert(index: int, name: str, values: list):
-        (value,) = values
-        if torch.is_tensor(value) and value.shape == shapes[index]:
-            return split(value, seed_index).clone()
-        return copy.deepcopy(value)
-
-    return _zip_role_states([state], convert)
-
-
-def joined_optimizer_state(states: list[dict], params: list[torch.Tensor], split, join) -> dict:
-    """The stacked RoleOptimizer state of the seeds' lone states (``seed_optimizer_state``'s
-    inverse). A 0-dim parameter's moments are 0-dim like the optimizers' ``step`` counters, which
-    are told apart by name."""
-    shapes = [split(p, 0).shape for p in params]
-
-    def convert(index: int, name: str, values: list):
-        first = values[0]
-        per_element = torch.is_tensor(first) and first.shape == shapes[index]
-        if per_element and (first.dim() > 0 or name != "step"):
-            return join([value.to(params[index].device) for value in values])
-        return copy.deepcopy(first)
-
-    return _zip_role_states(states, convert)
-
-
-def seed_optimizers(optimizers: dict, role_params: dict, seed_index: int, stack) -> dict:
-    """Seed ``seed_index``'s RoleOptimizer states, role by role, as its lone run saves them."""
-    return {
-        role: seed_optimizer_state(o.inner.state_dict(), role_params[role], seed_index, stack.split)
-        for role, o in optimizers.items()
-    }
-
-
-def load_seed_optimizers(optimizers: dict, seed_states: list[dict], stack) -> None:
-    """Load the seeds' lone RoleOptimizer states (role -> state, one dict per seed) into the
-    stacked optimizers."""
-    for role, optimizer in optimizers.items():
-        lone = [states[role] for states in seed_states]
-        joined = joined_optimizer_state(lone, optimizer.inner.params, stack.split, stack.join)
-        optimizer.inner.load_state_dict(joined)
-
-
-def _zip_role_states(states: list[dict], convert) -> dict:
-    """One RoleOptimizer state from several, ``convert(param_index, name, values)`` per entry."""
-    first = states[0]
-    return {
-        "optimizer": _zip_optimizer_states([s["optimizer"] for s in states], convert),
-        "scheduler": copy.deepcopy(first["scheduler"]),
-        "steps": first["steps"],
-    }
-
-
-def _zip_optimizer_states(states: list[dict], convert) -> dict:
-    first = states[0]
-    if "inner" in first:  # suite.extra_optimizers.Lookahead: slow weights per parameter
-        return {
-            "inner": _zip_optimizer_states([s["inner"] for s in states], convert),
-            "slow": [
-                convert(i, "slow", [s["slow"][i] for s in states])
-                for i in range(len(first["slow"]))
-            ],
-            "counter": first["counter"],
-        }
-    return {  # a torch optimizer's state_dict: per-parameter entries under their index
-        "state": {
-            index: {
-                name: convert(index, name, [s["state"][index][name] for s in states])
-                for name in entry
-            }  # fmt: skip
-            for index, entry in first["state"].items()
-        },
-        "param_groups": copy.deepcopy(first["param_groups"]),
-    }
-
-
-def parameter_sums(stack, params: list[torch.Tensor]) -> torch.Tensor:
-    """Each seed's sum of ``params`` (stacked), shape (S,): NaN or inf there means diverged."""
-    return torch.stack(
-        [sum(stack.split(p.detach(), i).float().sum() for p in params) for i in range(stack.seeds)]
-    )
+# A stacked seed checkpoints a dcgan.TrainState, as a lone run does (weights, RoleOptimizer
+# states, data order, partial loss sums, last scores), with its lone run's generator states, so
+# an interrupted stack resumes as a stack or seed by seed, and a lone run's checkpoint joins a
+# stack.
 
 
 # --- one training step for all seeds -----------------------------------------------------------
@@ -516,20 +326,24 @@ def train_step(
     autocast = autocast or _no_autocast
     d_loss = torch.func.vmap(functools.partial(dcgan.discriminator_loss, loss=config.loss))
     g_loss = torch.func.vmap(functools.partial(dcgan.generator_loss, loss=config.loss))
-    for _ in range(config.discriminator_steps):
+    for index in range(config.discriminator_steps):
         # (1) D: real images towards "real", detached generated images towards "fake"
         real = real_batches(images, streams, config.hflip)
-        with torch.no_grad(), autocast():
+        keep_graph = config.reuse_fake and index == config.discriminator_steps - 1
+        with torch.set_grad_enabled(keep_graph), autocast():
             fake = stack.generate(noise(streams, batch, config.latent_dim, device))
         with autocast():
-            losses_d = d_loss(stack.discriminate(real).float(), stack.discriminate(fake).float())
+            real_logits = stack.discriminate(real).float()
+            losses_d = d_loss(real_logits, stack.discriminate(fake.detach()).float())
         optimizers["discriminator"].zero_grad()
         losses_d.sum().backward()
         optimizers["discriminator"].step()
-    # (2) G: make D call fresh generated images "real" (the label flip)
+    # (2) G: make the updated D call generated images "real" (the label flip); the last D
+    # update's fake batch when reuse_fake (dcgan.train_step)
     with autocast():
-        z = noise(streams, batch, config.latent_dim, device)
-        losses_g = g_loss(stack.discriminate(stack.generate(z)).float())
+        if not config.reuse_fake:
+            fake = stack.generate(noise(streams, batch, config.latent_dim, device))
+        losses_g = g_loss(stack.discriminate(fake).float())
     optimizers["generator"].zero_grad()
     losses_g.sum().backward()
     optimizers["generator"].step()
@@ -559,21 +373,8 @@ def train_stack(
     seed that diverges is recorded as diverged and drops out; the others go on.
     """
     data = load_image_data(config.data, log=contexts[0].log).to(contexts[0].device)
-    return in_step_groups(contexts, functools.partial(_train_group, config, specs, data, method))
-
-
-def in_step_groups(contexts: list[RunContext], train_group) -> list[Result]:
-    """Load each seed's checkpoint and train the seeds that stand at the same step as one stack
-    (``train_group(contexts, states) -> results``); results in the order of ``contexts``."""
-    states = [ctx.load_checkpoint() for ctx in contexts]
-    by_step: dict[int, list[int]] = {}
-    for index, state in enumerate(states):
-        by_step.setdefault(0 if state is None else state["step"], []).append(index)
-    results: dict[int, Result] = {}
-    for indices in by_step.values():
-        group = train_group([contexts[i] for i in indices], [states[i] for i in indices])
-        results.update(zip(indices, group, strict=True))
-    return [results[i] for i in range(len(contexts))]
+    train_group = functools.partial(_train_group, config, specs, data, method)
+    return in_step_groups(contexts, train_group, dcgan.TrainState)
 
 
 def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
@@ -590,10 +391,10 @@ def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
     sums = torch.zeros(len(seeds), 2, device=device)  # each seed's D and G loss sums
     last_evals: list[dict[str, float]] = [{} for _ in seeds]
     if states[0] is not None:
-        load_seed_optimizers(optimizers, [state["optimizers"] for state in states], stack)
-        step, since_log = states[0]["step"], states[0]["since_log"]
-        sums = torch.stack([state["loss_sums"] for state in states]).to(device)
-        last_evals = [state["last_eval"] for state in states]
+        load_seed_optimizers(optimizers, [state.optimizers for state in states], stack)
+        step, since_log = states[0].step, states[0].since_log
+        sums = torch.stack([state.loss_sums for state in states]).to(device)
+        last_evals = [state.last_eval for state in states]
     scorers = _scorers(config, data, contexts)
     autocast = _autocast(config, device)
     live = list(range(len(seeds)))
@@ -639,49 +440,21 @@ def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
     return [outcomes[i] for i in range(len(seeds))]
 
 
-def check_seed(ctx, step, live, outcomes, i, record, **values) -> bool:
-    """Record seed i's ``record`` if ``values`` are finite; else record it as diverged."""
-    try:
-        ctx.check_finite(step, **values)
-    except Diverged as diverged:
-        outcomes[i] = ctx.diverged_result(diverged)
-        live.remove(i)
-        return False
-    if record is not None:
-        ctx.record(step, record)
-    return True
-
-
 def _scorers(config: dcgan.Config, data, contexts) -> list:
     """Each seed's scorer, as its lone run builds it: the dataset's cached classifier (or
     Inception) is one network for all seeds, so it is built once; a tiny smoke-run classifier is
     trained per seed, with the seed."""
-
-    def build(ctx):
-        return build_scorer(
-            config.scores,
-            config.classifier,
-            config.data,
-            data,
-            config.reference_split,
-            config.reference_samples,
-            ctx.device,
-            ctx.seed,
-            ctx.log,
-            ctx.run_dir,
-        )
-
     if config.classifier == "tiny" and config.scores != "inception":
-        return [build(ctx) for ctx in contexts]
-    shared = build(contexts[0])
+        return [build_scorer(config, data, ctx) for ctx in contexts]
+    shared = build_scorer(config, data, contexts[0])
     return [shared] * len(contexts)
 
 
 def _autocast(config: dcgan.Config, device: str):
-    """bf16 autocast where the lone run uses it (dcgan.speed_settings), else None. The stack
+    """bf16 autocast where the lone run uses it (suite.run.device.speed_settings), else None. The stack
     itself runs eager in the default memory format: channels_last and compile are lone-run
     settings (a grouped convolution is the stack's kernel)."""
-    speed = dcgan.speed_settings(config, device)
+    speed = speed_settings(config, device)
     return speed.autocast if speed.amp else None
 
 
@@ -702,22 +475,17 @@ def _eval_noise(gan: dcgan.GAN, config: dcgan.Config, ctx: RunContext) -> torch.
 
 
 def _save_seed(ctx, stack, optimizers, streams, i, step, sums, since_log, last_evals) -> None:
-    """Seed i's checkpoint, in dcgan.save_checkpoint's format."""
-    weights = stack.seed_state_dict(i)
-    role_params = stack.role_parameters()
-    ctx.save_checkpoint(
-        {
-            "step": step,
-            "generator": weights["generator"],
-            "discriminator": weights["discriminator"],
-            "optimizers": seed_optimizers(optimizers, role_params, i, stack),
-            "data_order": streams.orders[i].state_dict(),
-            "loss_sums": sums[i].detach().cpu(),
-            "since_log": since_log,
-            "last_eval": last_evals[i],
-        },
-        rng=lone_rng(streams.generators[i]),
+    """Seed i's checkpoint: the dcgan.TrainState its lone run would save."""
+    state = dcgan.TrainState(
+        weights=stack.seed_state_dict(i),
+        optimizers=seed_optimizers(optimizers, stack.role_parameters(), i, stack),
+        data_order=streams.orders[i].state_dict(),
+        loss_sums=sums[i],
+        step=step,
+        since_log=since_log,
+        last_eval=last_evals[i],
     )
+    ctx.save_checkpoint(state.state_dict(), rng=lone_rng(streams.generators[i]))
 
 
 def _seed_result(ctx, stack, i, config, data, scorer, optimizers, last_eval, method) -> Result:
@@ -734,12 +502,3 @@ def _seed_result(ctx, stack, i, config, data, scorer, optimizers, last_eval, met
         details=details,
         artifacts={"samples": "samples.png"},
     )
-
-
-def stack_details(seeds: int, method: str) -> dict:
-    return {
-        "seeds": seeds,
-        "method": method,
-        "note": "trained with the arm's other seeds as one stacked model in one process: the "
-        "wall time and peak memory are the stack's",
-    }

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -53,6 +54,14 @@ def _add_experiment_options(parser: argparse.ArgumentParser, optional: bool = Fa
     )
 
 
+def _add_reference_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        metavar="ARM",
+        help="compare every arm against this arm (default: against the best arm)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="suite",
@@ -90,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--executor",
         default="local",
-        choices=("local", "ray"),
+        choices=("local", "ray"),  # suite/run/__init__.py: EXECUTORS
         help="local: worker processes on this machine; ray: tasks on a Ray cluster, results "
-        "into the local results directory (pip install 'suite[ray]'; see suite/executors.py)",
+        "into the local results directory (pip install 'suite[ray]'; see suite/run/ray.py)",
     )
     run.add_argument(
         "--address",
@@ -100,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         "or ray://HOST:10001 (default: $RAY_ADDRESS, else a local Ray instance)",
     )
     run.add_argument("--results", default="results", help="results directory (default ./results)")
-    run.add_argument("--no-report", action="store_true", help="skip the summary table at the end")
+    run.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the report (report.md/html/json) and the closing comparison",
+    )
+    _add_reference_option(run)
     run.add_argument(
         "--until-decided",
         action="store_true",
@@ -109,25 +123,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-seeds", type=int, help="seed limit per arm for --until-decided")
     run.add_argument(
+        "--tuned",
+        action="store_true",
+        help="tune each arm at an equal budget of trials on tuning seeds (the file's `tuning` "
+        "section), then run the selected and the documented settings (suite/tuning.py)",
+    )
+    run.add_argument(
         "--stack-seeds",
         nargs="?",
         const="auto",
         metavar="METHOD",
         help="train each arm's seeds together as one stacked model in one process (dcgan: "
-        "grouped or vmap, vae: vmap; default auto): the way to fill a GPU with small models. "
-        "Each seed's result is what its lone run records, to float tolerance; elementwise "
-        "optimizers only (gans/stacked.py)",
+        "grouped or vmap, vae: vmap, sac/dqn: bmm, the suite's own SAC/DQN, not SB3; default "
+        "auto): the way to fill a GPU with small models. Each seed's result is what its lone "
+        "run records, to float tolerance; elementwise optimizers only, and K-FAC for sac/dqn "
+        "(suite/trainers.py: STACKED)",
     )
 
-    listing = verbs.add_parser("list", help="list experiments, optimizers, schedules, runs, claims")
+    listing = verbs.add_parser(
+        "list", help="list experiments, optimizers, specs, schedules, runs, claims"
+    )
     listing.add_argument(
-        "what", choices=("experiments", "optimizers", "schedules", "runs", "claims")
+        "what", choices=("experiments", "optimizers", "specs", "schedules", "runs", "claims")
     )
     listing.add_argument("--results", default="results", help="results directory (for runs)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
     show = verbs.add_parser("show", help="print an experiment's resolved config")
     _add_experiment_options(show)
+    show.add_argument("--tuned", action="store_true", help="also print the resolved trials")
     show.add_argument("--json", action="store_true", help="machine-readable output")
 
     report = verbs.add_parser(
@@ -137,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_options(report, optional=True)
     report.add_argument("--results", default="results", help="results directory")
     report.add_argument("--json", action="store_true", help="print the report's data as JSON")
+    _add_reference_option(report)
     report.add_argument(
         "--all",
         action="store_true",
@@ -147,71 +172,177 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args) -> Any:
     from suite.config import load_experiment
+    from suite.tuning import check_tuning
 
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"need at least 1 seed, got {args.seeds}", key="--seeds")
-    return load_experiment(args.experiment, args.budget, args.overrides, args.seeds, arms)
+    experiment = load_experiment(args.experiment, args.budget, args.overrides, args.seeds, arms)
+    try:
+        check_tuning(experiment)  # the `tuning` section (suite/tuning.py), before anything runs
+    except ConfigError as error:
+        error.file = error.file or str(experiment.path)
+        raise
+    return experiment
 
 
 def cmd_run(args) -> int:
-    from suite.progress import make_display
-    from suite.report import print_summary
-    from suite.runner import expand, resolve_device, run_grid
+    from suite.config import expand
+    from suite.report.build import print_summary, write_report
+    from suite.report.tuning import print_tuning
+    from suite.run import GridSettings, executor
+    from suite.run.device import resolve_device
+    from suite.run.display import make_display
     from suite.store import Store
 
     experiment = _load(args)
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    if workers < 1 or args.threads < 1:
-        raise ConfigError("must be >= 1", key="--workers" if workers < 1 else "--threads")
+    local = args.executor == "local"
+    workers = args.workers if args.workers is not None else (os.cpu_count() if local else None)
+    if (workers is not None and workers < 1) or args.threads < 1:
+        raise ConfigError("must be >= 1", key="--threads" if args.threads < 1 else "--workers")
     if args.address and args.executor != "ray":
         raise ConfigError("only applies with --executor ray", key="--address")
     if args.max_seeds is not None and not args.until_decided:
         raise ConfigError("only applies with --until-decided", key="--max-seeds")
-    if args.until_decided and args.executor != "local":
+    if args.until_decided and not local:
         raise ConfigError("runs with the local executor only", key="--until-decided")
+    if args.tuned:
+        from suite.tuning import check_tuned, run_tuned
+
+        check_tuned(experiment, args.until_decided)
     stack = _stack_method(experiment, args)
     try:
-        # On a Ray cluster the workers' devices count, not this machine's (suite/executors.py).
-        device = resolve_device(args.device) if args.executor == "local" else args.device
+        # On a Ray cluster the workers' devices count, not this machine's (suite/run/ray.py).
+        device = resolve_device(args.device) if local else args.device
     except RuntimeError as error:
         raise ConfigError(str(error), key="--device") from None
+    settings = GridSettings(device, args.threads, workers, stack, args.address)
+    grid = executor(args.executor)
+    _check_reference(experiment, args.reference)
+    try:
+        _check_data_paths(experiment.task)
+        for arm, task in experiment.arm_tasks.items():
+            _check_data_paths(task, f"arms.{arm}.task")
+    except ConfigError as error:
+        error.file = str(experiment.path)
+        raise
     runs = expand(experiment)
     store = Store(args.results)
-    where = f"{workers} workers" if args.executor == "local" else f"Ray {args.address or 'local'}"
+    where = f"{workers} workers" if local else f"Ray {args.address or 'local'}"
     print(
         f"{experiment.name} [{experiment.budget} budget]: {len(experiment.arms)} arms x "
         f"{len(experiment.seeds)} seeds = {len(runs)} runs on {device}, {where} "
         f"-> {store.root}",
         flush=True,
     )
-    if args.executor == "ray":
-        from suite.executors import run_grid_ray
-
-        counts = run_grid_ray(
-            runs, store, device, args.threads, make_display(), args.address, args.workers
-        )
-    elif args.until_decided:
-        counts = _run_until_decided(experiment, args.max_seeds, store, workers, device, args, stack)
+    notes = arm_notes(args.overrides)
+    for line in _override_lines(args.overrides):
+        print(line, flush=True)
+    if local and (args.until_decided or args.tuned or _unfinished(runs, store)):
+        _start_process_server(runs, stack)
+    if args.until_decided:
+        counts = _run_until_decided(experiment, args.max_seeds, store, settings)
+    elif args.tuned:
+        counts = run_tuned(experiment, store, settings, grid, lambda: make_display(notes=notes))
     else:
-        counts = run_grid(runs, store, workers, device, args.threads, make_display(), stack)
+        counts = grid.execute_grid(runs, store, settings, make_display(notes=notes))
     print("runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     if not args.no_report:
-        print_summary(experiment, store)
+        # The report is written at every budget: a run ends with where to read what it found.
+        data, paths = write_report(experiment, store)
+        print_summary(experiment, store, data, args.reference, paths, notes)
+        print_tuning(data)  # the tuned comparison, where the experiment has one
     return 0 if not counts.get("failed") else 1
+
+
+def _check_data_paths(task: Any, key: str = "task") -> None:
+    """A missing data file or folder is an error now, not in every run (gans/data.py
+    ImageDataConfig; only `run` checks, so `show` and `list` work without the data)."""
+    data = sys.modules.get("gans.data")  # imported by the trainer when it reads images
+    if data is None or not dataclasses.is_dataclass(task):
+        return
+    for f in dataclasses.fields(task):
+        value, where = getattr(task, f.name), f"{key}.{f.name}"
+        if isinstance(value, data.ImageDataConfig):
+            if value.source not in data.TORCHVISION_SOURCES:
+                path = data.resolve_path(str(value.path))
+                if not path.exists():
+                    message = f"data not found at {path}: {data.HOW_TO_GET[value.source]}"
+                    raise ConfigError(message, key=f"{where}.path")
+        elif dataclasses.is_dataclass(value):
+            _check_data_paths(value, where)
+
+
+def _check_reference(experiment, reference: str | None) -> None:
+    if reference is not None and reference not in experiment.arms:
+        raise ConfigError(
+            f"no arm named {reference!r}", key="--reference", choices=list(experiment.arms)
+        )
+
+
+def arm_notes(overrides: list[str]) -> dict[str, str]:
+    """arm -> what ``--set`` changed in it ("q.kwargs.eps=1e-6"), for every listing of runs:
+    an overridden arm keeps its name, and this says it is not the file's arm."""
+    notes: dict[str, list[str]] = {}
+    for assignment in overrides:
+        path, _, value = assignment.partition("=")
+        keys = path.strip().split(".")
+        if len(keys) > 2 and keys[0] == "arms":
+            notes.setdefault(keys[1], []).append(f"{'.'.join(keys[2:])}={value.strip()}")
+    return {arm: ", ".join(changes) for arm, changes in notes.items()}
+
+
+def _override_lines(overrides: list[str]) -> list[str]:
+    """One line naming the --set overrides that apply to every arm (task, seeds, ...)."""
+    shared = [o.strip() for o in overrides if not o.strip().startswith("arms.")]
+    return [f"--set (every arm): {', '.join(shared)}"] if shared else []
+
+
+def _unfinished(runs, store) -> bool:
+    from suite.result import FINISHED
+
+    return any(store.status(run.run_id) not in FINISHED for run in runs)
+
+
+def _start_process_server(runs, stack: str | None) -> None:
+    """Start the forkserver with Ctrl-C ignored, as it ignores it itself once its preloads are
+    imported: a Ctrl-C while it imports torch (the first seconds) would otherwise print its
+    traceback. The run processes it forks ignore SIGINT too (suite/run/worker.py); this process
+    still gets it and stops them."""
+    from multiprocessing import forkserver
+
+    from suite.run.local import process_context
+
+    context = process_context({run.trainer for run in runs}, stacked=stack is not None)
+    if context.get_start_method() != "forkserver":
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # Wait for its imports here, with a process that needs nothing from this one: the grid's
+    # first start would otherwise block on them, and a Ctrl-C then leaves a half-started run
+    # process whose queue is gone (a FileNotFoundError traceback).
+    warm_up = context.Process(target=os.getpid)
+    warm_up.start()
+    warm_up.join()
 
 
 def _stack_method(experiment, args) -> str | None:
     """``--stack-seeds``'s method for this experiment, checked before anything runs."""
     if args.stack_seeds is None:
         return None
-    from suite.trainers import stack_method
+    from suite.optimizers import check_stackable
+    from suite.trainers import stack_method, stacked_module
 
     if args.executor != "local":
         raise ConfigError("runs with the local executor only", key="--stack-seeds")
     method = stack_method(experiment.trainer, args.stack_seeds)
-    from gans.stacked import check_stackable
-
+    # A stack module may batch more than the elementwise optimizers (agents/stacked.py: K-FAC).
+    check_stackable = getattr(
+        stacked_module(experiment.trainer), "check_stackable", check_stackable
+    )
     for arm, specs in experiment.arms.items():
         for role, spec in specs.items():
             try:
@@ -222,13 +353,20 @@ def _stack_method(experiment, args) -> str | None:
     return method
 
 
-def _run_until_decided(
-    experiment, max_seeds, store, workers, device, args, stack=None
-) -> dict[str, int]:
-    """Run the grid, judge the claims, and add seeds until none is inconclusive."""
-    from suite.progress import make_display
-    from suite.report import claim_outcomes, select_results
-    from suite.runner import expand, run_grid
+def _run_until_decided(experiment, max_seeds, store, settings) -> dict[str, int]:
+    """Run the grid, judge the claims, and add seeds until none is inconclusive.
+
+    A valid sequential procedure: with K looks planned (:func:`suite.judge.claims.planned_looks`)
+    every look is judged at 1 - alpha / K (Bonferroni over the looks), so the chance that any
+    look decides a null comparison stays <= alpha however early it stops. The design (looks
+    planned, looks taken, seeds) is written beside the runs for the report.
+    """
+    from suite.config import expand, select_results
+    from suite.judge.claims import planned_looks
+    from suite.judge.verdicts import SMOKE_BUDGET
+    from suite.report.build import claim_outcomes, write_sequential_design
+    from suite.run.display import make_display
+    from suite.run.local import execute_grid
 
     if not experiment.claims:
         raise ConfigError("this experiment has no claims to decide", key="--until-decided")
@@ -238,16 +376,21 @@ def _run_until_decided(
             key="--max-seeds",
         )
     counts: dict[str, int] = {}
+    design = {"look": 0, "looks_planned": planned_looks(len(experiment.seeds), max_seeds)}
 
     def run_batch(seeds: list[int]) -> list[str]:
         nonlocal counts
         batch = dataclasses.replace(experiment, seeds=seeds)
-        counts = run_grid(
-            expand(batch), store, workers, device, args.threads, make_display(), stack
-        )
-        outcomes = claim_outcomes(batch, select_results(batch, store))
+        counts = execute_grid(expand(batch), store, settings, make_display())
+        design.update(look=design["look"] + 1, seeds=list(seeds), max_seeds=max_seeds)
+        outcomes = claim_outcomes(batch, select_results(batch, store), design)
+        if experiment.budget != SMOKE_BUDGET:  # a smoke verdict tests nothing: no design
+            write_sequential_design(batch, store, design)
+        level = outcomes[0].confidence if outcomes else 0.95
         print(
-            f"until-decided, {len(seeds)} seeds: "
+            f"until-decided, look {design['look']} of {design['looks_planned']}, "
+            f"{len(seeds)} seeds ({100 * level:.4g}% intervals: alpha / "
+            f"{design['looks_planned']} per look): "
             + ", ".join(f"{o.claim.id} {o.verdict}" for o in outcomes),
             flush=True,
         )
@@ -261,8 +404,9 @@ def until_decided(seeds: list[int], max_seeds: int, run_batch) -> list[int]:
     """Call ``run_batch(seeds)`` with more seeds until no verdict it returns is inconclusive.
 
     Seeds grow by batches of ``len(seeds)`` (new seeds continue after the largest), never past
-    ``max_seeds``. Stopping once a CI excludes 0 is optional stopping, which inflates the false
-    positive rate somewhat (Colas et al. 2018, Sec. 5): read such verdicts with that in mind.
+    ``max_seeds``: at most :func:`suite.judge.claims.planned_looks` calls. Stopping at the first
+    decided look is optional stopping (Colas et al. 2018, Sec. 5), valid only when ``run_batch``
+    judges each look at alpha / looks planned, as ``_run_until_decided`` does.
 
     :returns: the seeds of the last batch.
     """
@@ -276,7 +420,7 @@ def until_decided(seeds: list[int], max_seeds: int, run_batch) -> list[int]:
 
 
 def cmd_list(args) -> int:
-    from suite import listing
+    from suite.report import listing
 
     rows = listing.LISTINGS[args.what](args)
     if args.json:
@@ -287,7 +431,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from suite.config import run_command
+    from suite.config import arm_task_changes, run_command
 
     experiment = _load(args)
     resolved = {
@@ -301,11 +445,17 @@ def cmd_show(args) -> int:
         "seeds": experiment.seeds,
         "arms": {
             arm: {role: spec.to_dict() for role, spec in specs.items()}
+            | ({"task": arm_task_changes(experiment, arm)} if arm in experiment.arm_tasks else {})
             for arm, specs in experiment.arms.items()
         },
         "metrics": experiment.metrics,
         "claims": [claim.to_dict() for claim in experiment.claims],
     }
+    if args.tuned:
+        from suite.tuning import check_tuned, show
+
+        check_tuned(experiment)
+        resolved.update(show(experiment))
     if args.json:
         print(json.dumps(resolved, indent=2))
     else:
@@ -316,7 +466,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from suite.report import print_summary, write_all, write_report
+    from suite.report.build import print_summary, write_all, write_report
+    from suite.report.tuning import print_tuning
     from suite.store import Store
 
     if args.all == (args.experiment is not None):
@@ -334,26 +485,38 @@ def cmd_report(args) -> int:
         print(f"index: {paths['html']}\n       {paths['md']}")
         return 0
     experiment = _load(args)
+    _check_reference(experiment, args.reference)
     data, paths = write_report(experiment, store)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    print_summary(experiment, store, data)
-    print(f"report: {paths['html']}\n        {paths['md']}")
+    print_summary(experiment, store, data, args.reference, paths, arm_notes(args.overrides))
+    print_tuning(data)
     return 0
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "report": cmd_report}
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.verb](args)
     except (ConfigError, ResultsError) as error:
         # One line whatever the input held (a key may contain \r or U+2028).
         print(f"error: {' '.join(str(error).splitlines())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
+        # A second Ctrl-C while shutting down must not print a traceback after this line.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`suite list optimizers --json | head`): stop quietly. Python
+        # would still try to flush stdout at exit and complain, so point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

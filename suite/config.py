@@ -9,9 +9,17 @@ the command that runs it) or a path to a user's own file::
       smoke: {total_timesteps: 2000, seeds: 2}
     arms:                       # arm -> role -> spec (or the name of a configs/optimizers file)
       adam: {q: {optimizer: adam, lr: 1.0e-3}}
+      adam_mse:                 # an arm may also hold `task:`, merged over the task (below)
+        q: {optimizer: adam, lr: 1.0e-3}
+        task: {loss: mse}
     seeds: 3
     metrics: [eval/return_final]
-    claims: [...]               # documented claims this experiment checks (suite/claims.py)
+    claims: [...]               # documented claims this experiment checks (suite/judge/claims.py)
+
+An arm's ``task:`` mapping is merged (key by key, nested mappings too) over the experiment's task
+after the budget's settings, and ``--set task.x=...`` applies over both: precedence task < budget
+< arm < --set. That arm's runs get the merged task (in their run id; other arms keep theirs), its
+roles come from it, and ``seeds`` stay per experiment.
 
 Everything is checked before any run starts; a problem raises ConfigError naming the file and
 key and, where there are any, the valid choices. YAML is read with a safe loader only.
@@ -20,183 +28,34 @@ key and, where there are any, the valid choices. YAML is read with a safe loader
 from __future__ import annotations
 
 import copy
-import dataclasses
+import inspect
+import json
 import re
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from suite.errors import ConfigError
+from suite.result import RunSpec
+from suite.schema import coerce, from_dict, parse_yaml, read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "configs"
 OPTIMIZER_SET_DIR = CONFIG_DIR / "optimizers"
 BUDGETS = ("smoke", "quick", "full")
-TOP_LEVEL_KEYS = ("description", "trainer", "task", "budgets", "arms", "seeds", "metrics", "claims")
-_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``3e-4`` as a float.
-
-    YAML 1.1 (PyYAML) requires a dot in floats, so ``3e-4`` would arrive as the string '3e-4'
-    (the rl-baselines3-zoo pitfall); this resolver is the usual fix.
-    """
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+TOP_LEVEL_KEYS = (
+    "description",
+    "trainer",
+    "task",
+    "budgets",
+    "arms",
+    "seeds",
+    "metrics",
+    "claims",
+    "tuning",
 )
-
-
-# Experiment files are small. Anchors and aliases are allowed (sharing a spec between arms), but
-# not a structure that refers to itself or expands to millions of values (a "billion laughs"),
-# which would hang or crash everything that walks it (hashing the run, JSON, dataclasses).
-MAX_YAML_VALUES = 100_000
-MAX_YAML_DEPTH = 50
-
-
-def _check_shape(data: Any) -> None:
-    budget = MAX_YAML_VALUES
-    stack = [(data, 0)]
-    while stack:
-        value, depth = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise ConfigError(
-                f"malformed YAML: expands to more than {MAX_YAML_VALUES} values (an alias bomb?)"
-            )
-        if depth > MAX_YAML_DEPTH:
-            raise ConfigError(
-                f"malformed YAML: nested deeper than {MAX_YAML_DEPTH} levels"
-                " (an alias that refers to itself?)"
-            )
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in (*value.keys(), *value.values()))
-        elif isinstance(value, (list, tuple, set)):
-            stack.extend((v, depth + 1) for v in value)
-
-
-def parse_yaml(text: str, file: str | None = None) -> Any:
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"malformed YAML: {problem}", key=where, file=file) from None
-    except RecursionError:
-        raise ConfigError("malformed YAML: nested too deeply", file=file) from None
-    try:
-        _check_shape(data)
-    except ConfigError as error:
-        error.file = file
-        raise
-    return data
-
-
-def read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read: {error}", file=str(path)) from None
-    return parse_yaml(text, file=str(path))
-
-
-# --- typed dataclasses from plain dicts -----------------------------------------------------
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against a type hint; convert only int -> float and list -> tuple."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as error:
-                errors.append(error)
-        raise errors[0]
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"invalid value {value!r}", key=key, choices=list(args))
-        return value
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"expected a list, got {value!r}", key=key)
-        item = args[0] if args else Any
-        items = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if (origin or tp) is tuple else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"expected a mapping, got {value!r}", key=key)
-        value_type = args[1] if args else Any
-        return {str(k): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"expected a number, got {value!r}", key=key)
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"expected an integer, got {value!r}", key=key)
-        return value
-    if tp in (str, bool):
-        if not isinstance(value, tp):
-            raise ConfigError(f"expected {_type_name(tp)}, got {value!r}", key=key)
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {key}")
-
-
-def from_dict(cls: type, data: Any, key: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping, got {data!r}", key=key or None)
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    prefix = f"{key}." if key else ""
-    for name in data:
-        if name not in fields:
-            raise ConfigError(f"unknown key {name!r}", key=f"{prefix}{name}", choices=list(fields))
-    values = {}
-    for name, f in fields.items():
-        if name in data:
-            values[name] = _coerce(data[name], hints[name], f"{prefix}{name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"missing required key {name!r}", key=key or None)
-    try:
-        obj = cls(**values)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(str(error), key=key or None) from None
-    check = getattr(obj, "validate", None)
-    if check is not None:
-        try:
-            check()
-        except ValueError as error:
-            raise ConfigError(str(error), key=key or None) from None
-    return obj
+_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+ARM_TASK = "task"  # the key of an arm's own task settings, beside its roles
 
 
 # --- experiments -----------------------------------------------------------------------------
@@ -217,6 +76,12 @@ class Experiment:
     metrics: list[str]
     claims: list[Any] = field(default_factory=list)  # suite.claims.Claim
     raw: dict[str, Any] = field(default_factory=dict)
+    arm_tasks: dict[str, Any] = field(default_factory=dict)
+    """arm -> its Config, for arms with their own ``task:`` (merged over ``task``)."""
+
+    def task_for(self, arm: str) -> Any:
+        """The Config the runs of ``arm`` train with."""
+        return self.arm_tasks.get(arm, self.task)
 
 
 def experiment_names() -> list[str]:
@@ -262,7 +127,7 @@ def _expand_spec_references(raw: dict[str, Any]) -> None:
         if not isinstance(roles, dict):
             continue
         for role, spec in roles.items():
-            if isinstance(spec, str):
+            if isinstance(spec, str) and role != ARM_TASK:
                 try:
                     roles[role] = _load_optimizer_set(spec)
                 except ConfigError as error:
@@ -278,6 +143,8 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     value = parse_yaml(text) if text.strip() else None
     node: Any = raw
     for depth, k in enumerate(keys[:-1]):
+        if isinstance(node, dict) and k not in node and not _must_exist(keys, depth):
+            node[k] = {}  # e.g. arms.adam.q.kwargs.eps when the arm has no kwargs yet
         if not isinstance(node, dict) or k not in node:
             choices = list(node) if isinstance(node, dict) else None
             raise ConfigError(
@@ -289,13 +156,53 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     node[keys[-1]] = value
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def _must_exist(keys: list[str], depth: int) -> bool:
+    """Whether ``--set`` may not create ``keys[depth]``: a top-level section or an arm, where a
+    new key is a typo (``arms.adamm.q.lr`` must not add an arm), not a setting."""
+    return depth == 0 or (depth == 1 and keys[0] == "arms")
+
+
+def _drop_stale_kwargs(raw: dict[str, Any], overrides: list[str]) -> None:
+    """After ``--set arms.A.R.optimizer=NEW``: drop the kwargs NEW does not take (kept from the
+    old optimizer, not set on the command line), with one line naming them."""
+    import sys
+
+    from suite.optimizers import optimizer_class
+
+    paths = [o.partition("=")[0].strip().split(".") for o in overrides]
+    for keys in paths:
+        if len(keys) != 4 or keys[0] != "arms" or keys[3] != "optimizer":
+            continue
+        spec = (raw.get("arms") or {}).get(keys[1], {}).get(keys[2])
+        if not isinstance(spec, dict) or not isinstance(spec.get("kwargs"), dict):
+            continue
+        try:
+            cls = optimizer_class(spec.get("optimizer"))
+        except Exception:  # noqa: BLE001 - an unknown optimizer is reported by validation
+            continue
+        parameters = inspect.signature(cls.__init__).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            continue
+        given = {tuple(k[4:5]) for k in paths if k[:4] == [*keys[:3], "kwargs"]}
+        stale = [k for k in spec["kwargs"] if k not in parameters and (k,) not in given]
+        for name in stale:
+            del spec["kwargs"][name]
+        if stale:
+            where = ".".join(keys[:3])
+            print(
+                f"note: {where}: optimizer {spec['optimizer']} does not take "
+                f"{', '.join(stale)}: dropped",
+                file=sys.stderr,
+            )
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """``update`` over ``base``; nested mappings merge key by key, so a budget that sets one
     field of ``task.data`` keeps the others (lightning-hydra's "override only what differs")."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -325,7 +232,7 @@ def _resolve_seeds(raw_seeds: Any, key: str) -> list[int]:
         if not 1 <= raw_seeds <= MAX_SEEDS:
             raise ConfigError(f"need 1 to {MAX_SEEDS} seeds, got {raw_seeds}", key=key)
         return list(range(raw_seeds))
-    seeds = _coerce(raw_seeds, list[int], key)
+    seeds = coerce(raw_seeds, list[int], key)
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ConfigError("seeds must be distinct non-negative integers", key=key)
     if len(seeds) > MAX_SEEDS or max(seeds) >= SEED_LIMIT:
@@ -333,18 +240,51 @@ def _resolve_seeds(raw_seeds: Any, key: str) -> list[int]:
     return seeds
 
 
-def _resolve_arms(raw_arms: Any, roles: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    from suite.optimizers import OptimizerSpec, validate_spec
-
+def _check_arm_names(raw_arms: Any) -> None:
     if not isinstance(raw_arms, dict) or not raw_arms:
         raise ConfigError("expected a mapping of arm -> role -> spec", key="arms")
-    arms = {}
     for arm, role_specs in raw_arms.items():
         key = f"arms.{arm}"
         if not _NAME.match(str(arm)):
             raise ConfigError("arm names use letters, digits, '-', '_' and '.'", key=key)
         if not isinstance(role_specs, dict):
-            raise ConfigError("expected a mapping of role -> spec", key=key, choices=list(roles))
+            raise ConfigError("expected a mapping of role -> spec", key=key)
+
+
+def _resolve_arm_tasks(
+    raw_arms: dict[str, Any], settings: dict[str, Any], task_overrides, config_class
+) -> dict[str, Any]:
+    """arm -> its Config, for each arm with a ``task:`` mapping: merged over ``settings`` (the
+    experiment's task with the budget's settings), then the ``--set task.*`` overrides."""
+    arm_tasks = {}
+    for arm, role_specs in raw_arms.items():
+        if ARM_TASK not in role_specs:
+            continue
+        key = f"arms.{arm}.{ARM_TASK}"
+        own = role_specs[ARM_TASK]
+        if not isinstance(own, dict):
+            raise ConfigError("expected a mapping of task settings", key=key)
+        if "seeds" in own:
+            raise ConfigError("seeds are set per experiment or budget, not per arm", key=key)
+        merged = {"task": copy.deepcopy(deep_merge(settings, own))}
+        for assignment in task_overrides:
+            apply_override(merged, assignment)
+        merged["task"].pop("seeds", None)
+        arm_tasks[str(arm)] = from_dict(config_class, merged["task"], key)
+    return arm_tasks
+
+
+def _resolve_arms(
+    raw_arms: dict[str, Any], roles_of: dict[str, tuple[str, ...]]
+) -> dict[str, dict[str, Any]]:
+    """arm -> role -> OptimizerSpec; ``roles_of[arm]``: the roles of that arm's task."""
+    from suite.optimizers import OptimizerSpec, validate_spec
+
+    arms = {}
+    for arm, raw_specs in raw_arms.items():
+        key = f"arms.{arm}"
+        roles = roles_of[str(arm)]
+        role_specs = {role: spec for role, spec in raw_specs.items() if role != ARM_TASK}
         for role in role_specs:
             if role not in roles:
                 raise ConfigError(
@@ -387,19 +327,21 @@ def load_experiment(
 
 
 def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
-    from suite.claims import validate_claims
+    from suite.judge.claims import validate_claims
     from suite.trainers import trainer_module
 
     raw = read_yaml(path)
     _check_top_level(raw)
     raw = copy.deepcopy(raw)
     _expand_spec_references(raw)
-    # Precedence: task < budget tier < --set. So `--set task.x=...` applies after the budget's
-    # settings are merged in, and every other override applies to the file as written.
+    # Precedence: task < budget tier < an arm's task < --set. So `--set task.x=...` applies after
+    # the budget's and the arms' settings are merged in, and every other override applies to the
+    # file as written.
     task_overrides = [o for o in overrides if o.lstrip().startswith("task.")]
     for assignment in overrides:
         if assignment not in task_overrides:
             apply_override(raw, assignment)
+    _drop_stale_kwargs(raw, [o for o in overrides if o not in task_overrides])
     _expand_spec_references(raw)
     _check_top_level(raw)
     module = trainer_module(raw["trainer"])
@@ -421,14 +363,20 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
         )
     if not isinstance(raw["task"], dict):
         raise ConfigError("expected a mapping of settings", key="task")
-    merged = {"task": _deep_merge(raw["task"], budgets[budget])}
+    budget_settings = deep_merge(raw["task"], budgets[budget])
+    merged = {"task": copy.deepcopy(budget_settings)}
     for assignment in task_overrides:
         apply_override(merged, assignment)
     settings = merged["task"]
     seed_setting = settings.pop("seeds", raw.get("seeds", 1))
+    if any(o.partition("=")[0].strip() == "seeds" for o in overrides):
+        seed_setting = raw["seeds"]  # --set seeds=N beats the budget's seeds, as every --set
     task = from_dict(module.Config, settings, "task")
     seed_list = _resolve_seeds(seeds if seeds is not None else seed_setting, "seeds")
-    resolved_arms = _resolve_arms(raw["arms"], tuple(module.roles(task)))
+    _check_arm_names(raw["arms"])
+    arm_tasks = _resolve_arm_tasks(raw["arms"], budget_settings, task_overrides, module.Config)
+    roles_of = {str(arm): tuple(module.roles(arm_tasks.get(str(arm), task))) for arm in raw["arms"]}
+    resolved_arms = _resolve_arms(raw["arms"], roles_of)
     file_arms = list(resolved_arms)  # claims may name arms that --arms leaves out
     if arm_names:
         unknown = [a for a in arm_names if a not in resolved_arms]
@@ -437,12 +385,13 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
                 f"unknown arm {unknown[0]!r}", key="--arms", choices=list(resolved_arms)
             )
         resolved_arms = {a: resolved_arms[a] for a in arm_names}
-    metrics = _coerce(raw.get("metrics", []), list[str], "metrics")
+        arm_tasks = {a: t for a, t in arm_tasks.items() if a in resolved_arms}
+    metrics = coerce(raw.get("metrics", []), list[str], "metrics")
     claims = validate_claims(raw.get("claims"), file_arms, metrics)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("expected a string", key="description")
-    return Experiment(
+    experiment = Experiment(
         name=path.stem,
         path=path,
         trainer=raw["trainer"],
@@ -454,4 +403,62 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
         metrics=metrics,
         claims=claims,
         raw=raw,
+        arm_tasks=arm_tasks,
     )
+    return experiment
+
+
+def expand(experiment: Experiment) -> list[RunSpec]:
+    """Arms x seeds, in arm order then seed order; each arm's runs get that arm's task."""
+    tasks = {arm: asdict(experiment.task_for(arm)) for arm in experiment.arms}
+    return [
+        RunSpec(
+            experiment=experiment.name,
+            arm=arm,
+            seed=seed,
+            budget=experiment.budget,
+            trainer=experiment.trainer,
+            task=tasks[arm],
+            optimizers={role: spec.to_dict() for role, spec in specs.items()},
+        )
+        for arm, specs in experiment.arms.items()
+        for seed in experiment.seeds
+    ]
+
+
+def arm_task_changes(experiment: Experiment, arm: str) -> dict[str, Any]:
+    """The settings in which ``arm``'s task differs from the experiment's (nested), for display."""
+    return changes(asdict(experiment.task), asdict(experiment.task_for(arm)))
+
+
+def changes(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            nested = changes(base[key], value)
+            if nested:
+                out[key] = nested
+        elif key not in base or base[key] != value:
+            out[key] = value
+    return out
+
+
+def select_results(experiment: Experiment, store) -> list:
+    """The experiment's results at its budget whose arm config equals the current one (a run
+    recorded under an older config of the same arm is left out).
+
+    :param store: a suite.store.Store.
+    """
+    wanted = {}
+    for run in expand(experiment):
+        wanted[run.arm] = _canonical({"task": run.task, "optimizers": run.optimizers})
+    return [
+        result
+        for result in store.results(experiment.name, experiment.budget)
+        if wanted.get(result.arm)
+        == _canonical({"task": result.task, "optimizers": result.optimizers})
+    ]
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

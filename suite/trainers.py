@@ -1,23 +1,57 @@
-"""The trainer table: trainer name -> the module that trains it.
+"""The trainer table: trainer name -> the module that trains it, and the contract as code.
 
-Each trainer module reads top to bottom and provides:
+Each trainer module reads top to bottom and is a :class:`Trainer`:
 
 - ``Config``: a dataclass of its task settings (the ``task`` and ``budgets`` keys of an
   experiment file), a docstring line under each field;
 - ``roles(config) -> tuple[str, ...]``: the optimizer roles it trains with that config;
 - ``train(config, specs, ctx) -> Result``: one run, given role -> OptimizerSpec and a RunContext.
 
+A trainer imports of the run machinery only ``suite.run.context`` (tests/test_layout.py).
+
 A trainer in STACKED can also train the seeds of one arm together as one stacked model
-(``suite run --stack-seeds``): its stack module provides ``train_stack(config, specs, contexts,
-method) -> list[Result]``, one result per seed, each what the seed's lone run would record.
+(``suite run --stack-seeds``): its stack module is a :class:`StackTrainer`, whose
+``train_stack(config, specs, contexts, method) -> list[Result]`` returns one result per seed,
+each what the seed's lone run would record.
+
+To add a trainer: write its module and add a row to TRAINERS (and to STACKED for a stack).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import re
 from types import ModuleType
+from typing import Any, Protocol
 
 from suite.errors import ConfigError
+from suite.optimizers import OptimizerSpec
+from suite.result import Result
+from suite.run.context import RunContext
+
+
+class Trainer(Protocol):
+    """What a trainer module provides (a module satisfies a Protocol by its attributes)."""
+
+    Config: type
+
+    def roles(self, config: Any) -> tuple[str, ...]: ...
+
+    def train(self, config: Any, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result: ...
+
+
+class StackTrainer(Protocol):
+    """What a stack module (STACKED) provides."""
+
+    def train_stack(
+        self,
+        config: Any,
+        specs: dict[str, OptimizerSpec],
+        contexts: list[RunContext],
+        method: str,
+    ) -> list[Result]: ...
+
 
 # Written by hand; modules are imported only when an experiment uses them.
 TRAINERS: dict[str, str] = {
@@ -26,6 +60,7 @@ TRAINERS: dict[str, str] = {
     "sac": "agents.sac",
     "dcgan": "gans.dcgan",
     "vae": "vae.vae",
+    "synthetic": "suite.synthetic",  # simulated metrics: try a design before training
 }
 
 
@@ -34,16 +69,52 @@ TRAINERS: dict[str, str] = {
 STACKED: dict[str, tuple[str, tuple[str, ...]]] = {
     "dcgan": ("gans.stacked", ("grouped", "vmap")),
     "vae": ("vae.stacked", ("vmap",)),
+    # The suite's own SAC/DQN over a seed dimension, not stable-baselines3 (agents/stacked.py).
+    "sac": ("agents.stacked", ("bmm",)),
+    "dqn": ("agents.stacked", ("bmm",)),
 }
 
 
+# What every trainer module provides (Trainer above).
+TRAINER_API = ("Config", "roles", "train")
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+
+def module_name(name: str) -> str:
+    """The module a trainer name stands for: a table row, or ``package.module`` itself."""
+    return TRAINERS.get(name, name)
+
+
 def trainer_module(name: str) -> ModuleType:
-    if not isinstance(name, str) or name not in TRAINERS:
-        raise ConfigError(f"unknown trainer {name!r}", key="trainer", choices=list(TRAINERS))
+    """The module that trains ``name``: a name from TRAINERS, or your own ``package.module``
+    (importable from the working directory) with the same API, checked here like the others."""
+    custom = isinstance(name, str) and name not in TRAINERS and bool(_MODULE_NAME.match(name))
+    if not isinstance(name, str) or (name not in TRAINERS and not custom):
+        raise ConfigError(
+            f"unknown trainer {name!r}", key="trainer", choices=[*TRAINERS, "package.module"]
+        )
     try:
-        return importlib.import_module(TRAINERS[name])
+        module = importlib.import_module(module_name(name))
     except ModuleNotFoundError as error:
         raise ConfigError(f"trainer {name!r} cannot be loaded: {error}", key="trainer") from None
+    if custom:
+        _check_api(name, module)
+    return module
+
+
+def _check_api(name: str, module: ModuleType) -> None:
+    missing = [attr for attr in TRAINER_API if not hasattr(module, attr)]
+    if missing:
+        raise ConfigError(
+            f"trainer module {name!r} lacks {', '.join(missing)} (a trainer provides Config, "
+            "roles(config) and train(config, specs, ctx); see suite/trainers.py)",
+            key="trainer",
+        )
+    if not dataclasses.is_dataclass(module.Config):
+        raise ConfigError(f"{name}.Config must be a dataclass", key="trainer")
+    for attr in ("roles", "train"):
+        if not callable(getattr(module, attr)):
+            raise ConfigError(f"{name}.{attr} must be a function", key="trainer")
 
 
 def stacked_module(name: str) -> ModuleType:

@@ -280,7 +280,7 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     import torch
 
     from suite.result import RunSpec
-    from suite.runner import RunContext
+    from suite.run.context import RunContext
 
     hostile = {"x": subprocess.CompletedProcess(["true"], 0)}  # any non-tensor object
     torch.save({"state": hostile, "curves": {}, "elapsed_s": 0.0}, tmp_path / "checkpoint.pt")

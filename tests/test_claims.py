@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from suite.claims import Claim, evaluate_claim, validate_claims
 from suite.cli import main, until_decided
-from suite.config import from_dict, load_experiment
+from suite.config import load_experiment
 from suite.errors import ConfigError
+from suite.judge.claims import Claim, validate_claims
+from suite.judge.evaluate import evaluate_claim
+from suite.judge.verdicts import direction_verdict, judge_direction
 from suite.result import Result
-from suite.verdicts import direction_verdict, judge_direction
+from suite.schema import from_dict
 
 FIXTURE = Path(__file__).parent / "data" / "claims_smoke.yaml"
 
@@ -99,7 +101,7 @@ def test_claims_name_existing_arms_and_listed_metrics_and_unique_ids():
     with pytest.raises(ConfigError, match=r"claims\[0\].baseline: no arm named 'c'.*valid: a, b"):
         validate_claims([{**good, "baseline": "c"}], ["a", "b"], [])
     with pytest.raises(ConfigError, match=r"claims\[0\].metric: .* not among"):
-        validate_claims([{**good, "value": 1.0, "metric": "n"}], ["a"], ["m"])
+        validate_claims([{**good, "value": 1.0, "scale": "s", "metric": "n"}], ["a"], ["m"])
     with pytest.raises(ConfigError, match=r"claims\[1\].id: duplicate claim id 'x'"):
         validate_claims([good_with_b, good_with_b], ["a", "b"], [])
     with pytest.raises(ConfigError, match="expected a list of claims"):
@@ -199,20 +201,31 @@ def test_equivalence_claims():
     assert outcome.measured == pytest.approx(1.0) and outcome.verdict == "reproduced"
 
 
+def on_scale(runs: list[Result], scale: str = "s") -> list[Result]:
+    """The runs, with the trainer declaring metric m on ``scale`` (suite/judge/metrics.py)."""
+    for r in runs:
+        r.details["metric_scales"] = {"m": scale}
+    return runs
+
+
 def test_value_claim_and_value_check():
     values = [7.0, 8.0, 9.0]
-    runs = [result("a", i, x) for i, x in enumerate(values)]
-    outcome = evaluate_claim(claim(value=8.0), runs, "quick")
+    runs = on_scale([result("a", i, x) for i, x in enumerate(values)])
+    outcome = evaluate_claim(claim(value=8.0, scale="s"), runs, "quick")
     assert outcome.kind == "value" and outcome.measured == pytest.approx(8.0)
-    assert outcome.ci_low >= 7.0 and outcome.ci_high <= 9.0
+    # Student t, 2 df: 8 +- 4.303 * 1 / sqrt(3) = 8 +- 2.484 (the bootstrap gave ~[7, 9]).
+    assert outcome.ci_low == pytest.approx(8 - 2.4841, abs=1e-3)
+    assert outcome.ci_high == pytest.approx(8 + 2.4841, abs=1e-3)
+    assert outcome.method == "Student t" and outcome.confidence == 0.95
     assert outcome.verdict == "reproduced"
-    assert evaluate_claim(claim(value=20.0), runs, "quick").verdict == "weaker"
-    assert evaluate_claim(claim(value=20.0, direction="lower"), runs, "quick").verdict == (
-        "stronger"
-    )
+    assert evaluate_claim(claim(value=20.0, scale="s"), runs, "quick").verdict == "weaker"
+    lower = claim(value=20.0, direction="lower", scale="s")
+    assert evaluate_claim(lower, runs, "quick").verdict == "stronger"
     # A claim with an effect and a value gets both verdicts.
     both = evaluate_claim(
-        claim(baseline="b", effect={"relative": 0.25}, value=1000.0), arms(A, B), "quick"
+        claim(baseline="b", effect={"relative": 0.25}, value=1000.0, scale="s"),
+        on_scale(arms(A, B)),
+        "quick",
     )
     assert both.verdict == "reproduced"
     assert both.value_check["verdict"] == "weaker"
@@ -239,12 +252,12 @@ def test_diverged_runs_enter_at_the_worst_observed_value():
     assert outcome.paired and outcome.n == 3
     assert outcome.measured == pytest.approx((10 + 11 + 5) / 3 - 6.0)
     assert [a["n_diverged"] for a in outcome.arms] == [1, 0]
-    assert "diverged 1/0" in outcome.measured_text()
+    assert "diverged: a 1, b 0" in outcome.measured_text()
     # Excluded instead: A = [10, 11] on seeds 0, 1 against B on 0, 1, 2, so unpaired.
     excluded = evaluate_claim(c, runs, "quick", diverged="exclude")
     assert not excluded.paired and excluded.n == 2
     assert excluded.measured == pytest.approx(10.5 - 6.0)
-    assert "diverged 1/0" in excluded.measured_text()
+    assert "diverged: a 1, b 0" in excluded.measured_text()
     # For a lower-is-better metric the worst value is the largest.
     lower = evaluate_claim(claim(direction="lower", baseline="b"), runs, "quick")
     assert lower.imputed_value == 11.0
@@ -263,19 +276,22 @@ def test_nan_metric_counts_as_diverged_and_failed_runs_are_left_out_and_counted(
 
 
 def test_censored_runs_are_counted_at_the_budget():
-    # Lower is better: A reaches the threshold in 100/200 steps, B never does (censored at 500).
+    # Lower is better: A reaches the threshold in 100/200/150 steps, B never does (censored at
+    # 500). Three seeds: MIN_SEEDS is 3.
     runs = [
         result("a", 0, 100.0, **{"eval/reached_threshold": 1.0}),
         result("a", 1, 200.0, **{"eval/reached_threshold": 1.0}),
+        result("a", 2, 150.0, **{"eval/reached_threshold": 1.0}),
         result("b", 0, 500.0, **{"eval/reached_threshold": 0.0}),
         result("b", 1, 500.0, **{"eval/reached_threshold": 0.0}),
+        result("b", 2, 500.0, **{"eval/reached_threshold": 0.0}),
     ]
     for r in runs:
         r.metrics["eval/steps_to_threshold"] = r.metrics.pop("m")
     c = claim(metric="eval/steps_to_threshold", direction="lower", baseline="b")
     outcome = evaluate_claim(c, runs, "quick")
-    assert [a["n_censored"] for a in outcome.arms] == [0, 2]
-    assert "censored 0/2" in outcome.measured_text()
+    assert [a["n_censored"] for a in outcome.arms] == [0, 3]
+    assert "censored: a 0, b 3" in outcome.measured_text()
     assert outcome.measured == pytest.approx(150.0 - 500.0)
     assert outcome.verdict == "reproduced"
 
@@ -291,7 +307,8 @@ def test_smoke_only_not_run_and_undefined():
     assert evaluate_claim(c, only_a, "quick").verdict == "not-run"
     # Relative effect against a zero baseline mean: undefined, said so, never a crash.
     zero = evaluate_claim(c, arms(A, [0.0] * 4), "quick")
-    assert zero.verdict == "inconclusive" and "mean of arm B is 0" in zero.reason
+    assert zero.verdict == "inconclusive"
+    assert "relative effect undefined: arm b is not positive in every run" in zero.reason
     # Every run diverged: nothing finite to compare.
     diverged = [result(arm, i, None, status="diverged") for arm in "ab" for i in range(3)]
     outcome = evaluate_claim(c, diverged, "quick")

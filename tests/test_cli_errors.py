@@ -64,7 +64,12 @@ CASES = [
         ["arms.adam.policy", "unknown role 'policy'", "valid: q"],
     ),
     (
-        lambda t: t.replace("q: nature-dqn-rmsprop", "q: nature-dqn-rmsprp"),
+        # The arm written as a reference to a misspelled spec file in configs/optimizers/.
+        lambda t: t.replace(
+            "q: {optimizer: rmsprop_deepmind, lr: 2.5e-4, kwargs: {decay: 0.95, eps: 0.01, "
+            "loss_scale: 64}}",
+            "q: nature-dqn-rmsprp",
+        ),
         ["arms.rmsprop_deepmind.q", "unknown optimizer spec file", "nature-dqn-rmsprop"],
     ),
     (lambda t: t + "\nunknown_section: 1\n", ["unknown_section", "unknown key", "arms"]),

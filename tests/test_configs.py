@@ -8,12 +8,11 @@ from suite.config import (
     CONFIG_DIR,
     OPTIMIZER_SET_DIR,
     experiment_names,
-    from_dict,
     load_experiment,
-    read_yaml,
     run_command,
 )
 from suite.optimizers import OptimizerSpec, validate_spec
+from suite.schema import from_dict, read_yaml
 
 
 @pytest.mark.parametrize("name", experiment_names())
@@ -33,7 +32,7 @@ def test_optimizer_spec_files_validate(path):
 
 def test_yaml_reads_exponent_floats_as_numbers():
     # PyYAML alone reads 3e-4 as the string '3e-4' (YAML 1.1); our loader reads a float.
-    from suite.config import parse_yaml
+    from suite.schema import parse_yaml
 
     assert parse_yaml("lr: 3e-4") == {"lr": 3e-4}
     assert parse_yaml("n: 30000") == {"n": 30000}

@@ -15,10 +15,10 @@ from gans import dcgan
 from gans.data import ImageData, ImageDataConfig
 from gans.scores import FeatureNetwork, Scorer
 from suite.cli import main
-from suite.config import from_dict
 from suite.optimizers import OptimizerSpec
 from suite.result import RunSpec
-from suite.runner import Diverged, RunContext
+from suite.run.context import Diverged, RunContext
+from suite.schema import from_dict
 from tests.helpers import needs_shared
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -74,6 +74,17 @@ def test_smoke_run_through_the_cli_keeps_each_roles_spec(tmp_path, tmp_path_fact
     scores = details["scores"]
     assert "not Inception" in scores["is_name"] and scores["feature_network_tiny"] is True
     assert scores["samples"] == 128 and scores["reference_split"] == "train"
+    # Issue 13: a class-balanced reference sample (the first 256 of the class-sorted archive's
+    # 512 would hold classes 0-4), its real-data IS, the FID floor and the calibration ladder.
+    counts = scores["reference_class_counts"]
+    assert len(counts) == 10 and sum(counts.values()) == 256
+    assert set(counts.values()) <= {25, 26}
+    assert (
+        scores["real_fid_floor"]["split"] == "test" and scores["real_fid_floor"]["samples"] == 128
+    )
+    assert set(scores["calibration"]["spearman"]) == {"noise", "blur", "mode_drop"}
+    assert "10 classes" in details["reference_set"] and "FID floor" in details["reference_set"]
+    assert "Spearman" in details["score_calibration"]
     assert (path.parent / result["artifacts"]["samples"]).stat().st_size > 0
 
 

@@ -11,9 +11,9 @@ import torch
 
 from agents.common import make_env
 from agents.dqn import Config, SuiteDQN, build
-from suite.config import from_dict
-from suite.extra_optimizers import Lookahead, RMSpropDeepMind
 from suite.optimizers import OptimizerSpec, RoleOptimizer
+from suite.optimizers.extra import Lookahead, RMSpropDeepMind
+from suite.schema import from_dict
 
 SPEC = {
     "optimizer": "rmsprop_deepmind",

@@ -15,10 +15,9 @@ import torch
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'suite[ray]')")
 
 from suite.cli import main  # noqa: E402
-from suite.config import load_experiment  # noqa: E402
-from suite.executors import pack_directory, run_grid_ray, unpack_directory  # noqa: E402
-from suite.progress import Display  # noqa: E402
-from suite.runner import expand  # noqa: E402
+from suite.config import expand, load_experiment  # noqa: E402
+from suite.run.display import Display  # noqa: E402
+from suite.run.ray import pack_directory, run_grid_ray, unpack_directory  # noqa: E402
 from suite.store import Store  # noqa: E402
 
 # The quickstart's smoke budget, shortened: one evaluation, at the end.

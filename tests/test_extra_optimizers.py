@@ -1,4 +1,4 @@
-"""Tests of suite.extra_optimizers against values computed by hand or by direct formulas."""
+"""Tests of suite.optimizers.extra and suite.optimizers.kfac against values computed by hand or by direct formulas."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from suite.extra_optimizers import KFAC, Lookahead, RMSpropDeepMind, _conv_patches
+from suite.optimizers.extra import LAMB, Lookahead, RMSpropDeepMind
+from suite.optimizers.kfac import KFAC, KFACNatural, _conv_patches
 
 # --------------------------------------------------------------------------------------------
 # RMSpropDeepMind
@@ -70,7 +71,19 @@ def test_rmsprop_deepmind_state_dict_round_trip() -> None:
     assert torch.equal(resumed.detach(), reference)
 
 
-@pytest.mark.parametrize("kwargs", [{"lr": -1.0}, {"decay": 1.0}, {"decay": -0.1}, {"eps": 0.0}])
+def test_rmsprop_deepmind_loss_scale_by_hand() -> None:
+    # loss_scale 4 on grad 0.5: the Lua step on dw = 4 * 0.5 = 2, i.e. lr * 2 / sqrt(0.05 * 4
+    # - 0.1**2 + 0.01) = lr * 0.5 / sqrt(0.05 * 0.25 - 0.025**2 + 0.01 / 16).
+    result = _rmsprop_run(RMSpropDeepMind, [[0.5, 0.0]], lr=0.1, loss_scale=4.0)
+    lua = 1.0 - 0.1 * 2.0 / math.sqrt(0.05 * 4.0 - 0.1**2 + 0.01)
+    torch.testing.assert_close(result, torch.tensor([lua, -2.0], dtype=torch.float64))
+    assert abs(lua - (1.0 - 0.1 * 0.5 / math.sqrt(0.0125 - 0.025**2 + 0.01 / 16))) < 1e-12
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"lr": -1.0}, {"decay": 1.0}, {"decay": -0.1}, {"eps": 0.0}, {"loss_scale": 0.0}],
+)
 def test_rmsprop_deepmind_rejects_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="RMSpropDeepMind"):
         RMSpropDeepMind([nn.Parameter(torch.zeros(1))], **kwargs)
@@ -483,3 +496,111 @@ def test_lookahead_scheduler_on_inner_is_seen_through_wrapper() -> None:
 def test_lookahead_rejects_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="Lookahead"):
         Lookahead(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# LAMB (the paper reference is in tests/test_optimizer_references.py)
+# --------------------------------------------------------------------------------------------
+
+
+def test_lamb_zero_norm_ratio_zero_is_algorithm_2_literally() -> None:
+    # phi(0) = 0: a zero tensor never moves; a nonzero one still does.
+    w, b = nn.Parameter(torch.ones(2)), nn.Parameter(torch.zeros(2))
+    optimizer = LAMB([w, b], lr=0.1, zero_norm_ratio=0.0)
+    w.grad, b.grad = torch.ones(2), torch.ones(2)
+    optimizer.step()
+    assert torch.equal(b.detach(), torch.zeros(2)) and not torch.equal(w.detach(), torch.ones(2))
+
+
+def test_lamb_state_dict_round_trip() -> None:
+    torch.manual_seed(1)
+    grads = [torch.randn(3) for _ in range(4)]
+    param = nn.Parameter(torch.randn(3))
+    twin = nn.Parameter(param.detach().clone())
+    optimizer = LAMB([param], lr=0.05, weight_decay=0.01)
+    for grad in grads[:2]:
+        param.grad = grad
+        optimizer.step()
+    resumed = LAMB([twin], lr=0.05, weight_decay=0.01)
+    twin.data.copy_(param.detach())
+    resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    for grad in grads[2:]:
+        param.grad, twin.grad = grad, grad.clone()
+        optimizer.step()
+        resumed.step()
+    assert torch.equal(param.detach(), twin.detach())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lr": -1.0},
+        {"betas": (1.0, 0.9)},
+        {"eps": -1.0},
+        {"weight_decay": -1.0},
+        {"zero_norm_ratio": -1.0},
+    ],
+)
+def test_lamb_rejects_bad_arguments(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="LAMB"):
+        LAMB([nn.Parameter(torch.zeros(1))], **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# KFACNatural (the direct-solve references are in tests/test_optimizer_references.py)
+# --------------------------------------------------------------------------------------------
+
+
+def test_kfac_natural_state_dict_round_trip_continues_identically() -> None:
+    torch.manual_seed(5)
+    batches = [(torch.randn(6, 3), torch.randn(6, 2)) for _ in range(5)]
+    kwargs = {"lr": 0.25, "damping": 1e-2, "update_freq": 2, "kl_clip": 1e-3}
+
+    def train(model: nn.Module, optimizer: KFAC, steps: list[tuple[Tensor, Tensor]]) -> None:
+        for x, y in steps:
+            optimizer.zero_grad()
+            F.mse_loss(model(x), y).backward()
+            optimizer.step()
+
+    model = _mlp(torch.float32)
+    optimizer = KFACNatural(model.parameters(), modules=model, **kwargs)
+    train(model, optimizer, batches[:3])
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    keys = set(saved_optimizer["state"][0])
+    assert {"kfac_A", "kfac_G", "kfac_QA", "kfac_sA", "kfac_QG", "kfac_sG", "kfac_step"} <= keys
+    train(model, optimizer, batches[3:])
+
+    resumed = _mlp(torch.float32)
+    resumed.load_state_dict(saved_model)
+    resumed_optimizer = KFACNatural(resumed.parameters(), modules=resumed, **kwargs)
+    resumed_optimizer.load_state_dict(saved_optimizer)
+    train(resumed, resumed_optimizer, batches[3:])
+    for p_a, p_b in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p_a, p_b)
+
+
+def test_kfac_natural_reduces_a_regression_loss() -> None:
+    torch.manual_seed(6)
+    model = _mlp(torch.float32)
+    x = torch.randn(64, 3)
+    y = torch.stack([x[:, 0] - x[:, 1], 0.5 * x[:, 2]], dim=1)  # learnable, unlike noise
+    optimizer = KFACNatural(model.parameters(), modules=model)  # ACKTR's defaults
+    first = None
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        first = loss.item() if first is None else first
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * first
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [({"damping_mode": "tikhonov"}, "damping_mode"), ({"kl_clip": 0.0}, "kl_clip")],
+)
+def test_kfac_rejects_bad_damping_mode_and_kl_clip(kwargs: dict, fragment: str) -> None:
+    model = _mlp()
+    with pytest.raises(ValueError, match=fragment):
+        KFAC(model.parameters(), modules=model, **kwargs)

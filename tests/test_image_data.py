@@ -18,8 +18,6 @@ from gans.data import (
     DataOrder,
     ImageDataConfig,
     load_image_data,
-    rng_state,
-    set_rng_state,
     to_signed_range,
     to_uint8,
 )
@@ -174,6 +172,9 @@ def test_data_order_resumes_with_the_same_batches():
 
 
 def test_rng_state_round_trip():
+    """The run context's generator states (the one implementation; checkpoints save them)."""
+    from suite.run.context import rng_state, set_rng_state
+
     state = rng_state()
     first = (torch.rand(3), np.random.rand(3), random.random())
     set_rng_state(state)

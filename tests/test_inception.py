@@ -40,13 +40,13 @@ from gans.scores import (
     inception_network,
     inception_weights_file,
 )
-from suite.config import from_dict
 from suite.optimizers import OptimizerSpec
 from suite.result import RunSpec
-from suite.runner import RunContext
+from suite.run.context import RunContext
+from suite.schema import from_dict
 from tests.helpers import needs_shared
 from tests.test_dcgan import SPECS, toy_config, toy_data
-from tests.test_scores import tiny_data
+from tests.test_scores import run_stub, score_config, tiny_data
 
 torch_fidelity = pytest.importorskip("torch_fidelity")
 inceptionv3 = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
@@ -177,11 +177,11 @@ def test_without_weights_auto_falls_back_with_one_line_and_inception_is_an_error
     assert line.endswith("scoring with the classifier")
     config = ImageDataConfig(cache_dir=str(tmp_path / "cache"))
     lines = []
-    scorer = build_scorer("auto", "tiny", config, tiny_data(), "train", 50, "cpu", 0, lines.append)
+    scorer = build_scorer(score_config("auto", config), tiny_data(), run_stub(lines.append))
     assert scorer.keys == ("eval/is_classifier", "eval/fid_classifier")
     assert [line for line in lines if "Inception" in line] == [lines[0]]
     with pytest.raises(RuntimeError) as error:
-        build_scorer("inception", "tiny", config, tiny_data(), "train", 50, "cpu", 0, print)
+        build_scorer(score_config("inception", config), tiny_data(), run_stub(print))
     message = str(error.value)
     assert message.startswith("scores: inception: Inception-v3 unavailable")
     assert "torch-fidelity" in message and str(expected) in message and "\n" not in message

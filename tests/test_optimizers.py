@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from suite.config import from_dict
 from suite.errors import ConfigError
 from suite.optimizers import (
     OPTIMIZERS,
@@ -19,6 +18,7 @@ from suite.optimizers import (
     check_roles,
     validate_spec,
 )
+from suite.schema import from_dict
 
 
 def spec(**kwargs) -> OptimizerSpec:
@@ -317,3 +317,115 @@ def test_a_users_optimizer_is_not_stepped_during_validation():
                 schedule={"name": "step", "kwargs": {"step_size": 0}},
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kwargs", "typo", "valid"),
+    [
+        # pytorch-optimizer's classes take **kwargs and ignore what they do not know.
+        ("adabelief", {"rectfy": True}, "rectfy", "rectify"),
+        ("pytorch_optimizer:AdaBelief", {"rectfy": True}, "rectfy", "rectify"),
+        ("pytorch_optimizer:Lamb", {"weight_decay_": 0.01}, "weight_decay_", "weight_decay"),
+        ("lamb", {"weight_decay_": 0.01}, "weight_decay_", "weight_decay"),
+        ("kfac", {"inner": "adam"}, "inner", "kl_clip"),  # the natural K-FAC has no Adam inside
+    ],
+)
+def test_kwargs_are_checked_even_for_classes_taking_var_kwargs(optimizer, kwargs, typo, valid):
+    with pytest.raises(ConfigError) as info:
+        validate_spec(spec(optimizer=optimizer, lr=1e-3, kwargs=kwargs))
+    assert info.value.key == f"kwargs.{typo}"
+    assert valid in info.value.choices
+
+
+def test_kwargs_of_a_var_kwargs_class_include_its_bases_parameters():
+    # A subclass passing **kwargs on to torch.optim.SGD accepts SGD's names, and only those.
+    validate_spec(
+        spec(optimizer="tests.test_optimizers:ForwardingSGD", lr=1e-2, kwargs={"momentum": 0.5})
+    )
+    with pytest.raises(ConfigError, match="unknown argument 'momentun'"):
+        validate_spec(
+            spec(optimizer="tests.test_optimizers:ForwardingSGD", lr=1e-2, kwargs={"momentun": 0.5})
+        )
+
+
+class ForwardingSGD(torch.optim.SGD):
+    """A user's class whose signature is only **kwargs (forwarded to SGD)."""
+
+    def __init__(self, params, lr=1e-2, **kwargs):
+        super().__init__(params, lr=lr, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [
+        ("arms.adam.q={optimizer: adabelief, lr: 0.001, kwargs: {rectfy: true}}", "rectfy"),
+        (
+            "arms.adam.q={optimizer: lamb, lr: 0.001, kwargs: {weight_decay_: 0.01}}",
+            "weight_decay_",
+        ),
+    ],
+)
+def test_an_optimizer_kwarg_typo_is_exit_2_with_the_valid_names(override, name, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "suite",
+            "run",
+            "quickstart",
+            "--budget",
+            "smoke",
+            "--results",
+            str(tmp_path / "results"),
+            "--set",
+            override,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"arms.adam.q.kwargs.{name}: unknown argument {name!r}" in done.stderr
+    assert "(valid: " in done.stderr and "weight_decay" in done.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.json"))
+
+
+def test_list_optimizers_shows_sources_defaults_differences_and_lookahead(capsys):
+    import json
+
+    from suite.cli import main
+    from suite.optimizers import WRAPPERS
+
+    assert main(["list", "optimizers", "--json"]) == 0
+    rows = {row["optimizer"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(OPTIMIZERS) | {f"{name} (wrapper)" for name in WRAPPERS}
+    for name, row in OPTIMIZERS.items():
+        assert rows[name]["source"] == row.source and rows[name]["differs"] == (row.note or "-")
+    assert "Zhang et al. 2019" in rows["lookahead (wrapper)"]["source"]
+    assert "loss_scale: 'float' = 1.0" in rows["rmsprop_deepmind"]["defaults"]
+    assert "relative-step CAP" in rows["adafactor"]["differs"]
+    assert main(["list", "optimizers"]) == 0
+    text = capsys.readouterr().out
+    assert "lookahead (wrapper)" in text and "Algorithm 2" in text
+    # Long sources and notes wrap instead of being cut: every word of a note is printed.
+    assert all(word in text for word in OPTIMIZERS["adafactor"].note.split()[:12])
+
+
+def test_list_specs_shows_every_named_spec_with_its_citation(capsys):
+    import json
+
+    from suite.cli import main
+    from suite.config import OPTIMIZER_SET_DIR
+
+    assert main(["list", "specs", "--json"]) == 0
+    rows = {row["spec"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {p.stem for p in OPTIMIZER_SET_DIR.glob("*.yaml")}
+    assert rows["nature-dqn-rmsprop"]["optimizer"] == "rmsprop_deepmind"
+    assert "Mnih et al. 2015" in rows["nature-dqn-rmsprop"]["source"]
+    assert rows["kfac-critic"]["kwargs"]["kl_clip"] == 5.0e-4
+    assert all(row["source"] for row in rows.values())  # every spec cites its source
+    assert main(["list", "specs"]) == 0
+    assert "dcgan-adam" in capsys.readouterr().out

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from agents.ppo import Config, SuitePPO, build, make_envs
-from suite.config import from_dict
 from suite.optimizers import OptimizerSpec, RoleOptimizer
+from suite.schema import from_dict
 
 ADAM = {"optimizer": "adam", "lr": 3e-4, "kwargs": {"eps": 1e-5}}
 

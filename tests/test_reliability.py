@@ -290,7 +290,7 @@ def test_diverged_oom_and_killed_runs_are_recorded_and_the_grid_goes_on(tmp_path
     # The report counts the diverged run (runs 1, diverged 1) and keeps the failed ones apart.
     assert "runs: 1 diverged, 1 done, 2 failed" in out
     from suite.config import load_experiment
-    from suite.report import summary_data
+    from suite.report.build import summary_data
 
     overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     experiment = load_experiment("quickstart", "smoke", overrides, 1)
@@ -301,7 +301,7 @@ def test_diverged_oom_and_killed_runs_are_recorded_and_the_grid_goes_on(tmp_path
 
 def test_check_finite_names_the_value_and_step():
     from suite.result import RunSpec
-    from suite.runner import Diverged, RunContext
+    from suite.run.context import Diverged, RunContext
 
     run = RunSpec("e", "a", 0, "smoke", "dqn", {}, {})
     import tempfile

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from suite.result import RunSpec
-from suite.runner import RunContext
+from suite.run.context import RunContext
 from suite.store import write_json_atomic
 
 
@@ -57,8 +57,8 @@ class KillAt(RunContext):
 def _phase_main(run_data: dict[str, Any], run_dir: str, kill_at: int | None) -> None:
     import torch
 
-    from suite.config import from_dict
     from suite.optimizers import OptimizerSpec
+    from suite.schema import from_dict
     from suite.trainers import trainer_module
 
     torch.set_num_threads(1)
@@ -158,8 +158,8 @@ DQN_SPECS = {
 
 
 def dqn_run(arm: str, seed: int = 3) -> RunSpec:
-    from suite.config import from_dict
     from suite.optimizers import OptimizerSpec
+    from suite.schema import from_dict
 
     spec = from_dict(OptimizerSpec, DQN_SPECS[arm], "q").to_dict()
     return RunSpec("resume", arm, seed, "smoke", "dqn", dict(DQN_TASK), {"q": spec})
@@ -231,15 +231,15 @@ SAC_SPECS = {
     # K-FAC on the critic: its Kronecker factors and inverses must come back from the zip.
     "kfac_critic": {
         "actor": {"optimizer": "adam", "lr": 1e-3},
-        "critic": {"optimizer": "kfac", "lr": 1e-3, "kwargs": {"inner": "adam", "update_freq": 3}},
+        "critic": {"optimizer": "kfac_adam", "lr": 1e-3, "kwargs": {"update_freq": 3}},
         "entropy": {"optimizer": "sgd", "lr": 2e-3},
     },
 }
 
 
 def specs_of(arm_specs: dict[str, dict]) -> dict[str, dict]:
-    from suite.config import from_dict
     from suite.optimizers import OptimizerSpec
+    from suite.schema import from_dict
 
     return {role: from_dict(OptimizerSpec, s, role).to_dict() for role, s in arm_specs.items()}
 

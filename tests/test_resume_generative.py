@@ -17,7 +17,7 @@ Flips, training noise and dequantization noise draw from the global generators; 
 sample grids and the score classifier use seeded generators of their own; the KL weight is a
 function of the step.
 
-The default tests run each phase in this process through the runner's own ``execute_run`` (claim,
+The default tests run each phase in this process through the runner's own ``execute`` (claim,
 train, release on interrupt, resume), interrupting with the KeyboardInterrupt a SIGTERM becomes;
 the slow ones SIGKILL a real ``python -m suite run`` process group at a random moment after its
 first checkpoint and resume it with the same command.
@@ -38,9 +38,11 @@ import numpy as np
 import pytest
 import torch
 
-from suite.config import load_experiment
+from suite.config import expand, load_experiment
 from suite.result import RunSpec
-from suite.runner import RunContext, execute_run, expand
+from suite.run.context import RunContext
+from suite.run.worker import WorkerJob
+from suite.run.worker import execute as execute_job
 from suite.store import Store
 
 DCGAN = "dcgan-cifar10-adam0-rmsprop-vs-sgd"
@@ -84,7 +86,7 @@ def smoke_run(experiment: str, arm: str, overrides: list[str]) -> RunSpec:
 
 @pytest.fixture
 def one_thread():
-    """execute_run sets torch's thread count (as a worker process does); give it back after."""
+    """execute sets torch's thread count (as a worker process does); give it back after."""
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
@@ -115,7 +117,7 @@ def execute(run: RunSpec, results: Path) -> dict:
     """One phase in this process, as a worker runs it; returns result.json when written."""
     store = Store(results)
     store.register([run])
-    execute_run(run.to_dict(), str(results), "cpu", 1)
+    execute_job(WorkerJob([run.to_dict()], str(results), "cpu", 1))
     return json.loads((store.run_dir(run) / "result.json").read_text())
 
 

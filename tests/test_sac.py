@@ -9,11 +9,11 @@ import torch
 
 from agents.common import make_env
 from agents.sac import Config, SuiteSAC, build, roles
-from suite.config import from_dict
-from suite.extra_optimizers import KFAC
 from suite.optimizers import OptimizerSpec, RoleOptimizer
+from suite.optimizers.kfac import KFAC
+from suite.schema import from_dict
 
-KFAC_SPEC = {"optimizer": "kfac", "lr": 3e-4, "kwargs": {"inner": "adam", "damping": 1e-2}}
+KFAC_SPEC = {"optimizer": "kfac_adam", "lr": 3e-4, "kwargs": {"damping": 1e-2}}  # issue 17
 CRITIC = {
     "optimizer": "rmsprop",
     "lr": 1e-3,

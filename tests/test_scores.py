@@ -21,6 +21,29 @@ from gans.scores import (
     inception_score,
 )
 
+
+def score_config(scores: str, data: ImageDataConfig, reference_samples: int = 50):
+    """The scoring fields of a dcgan.Config."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        scores=scores,
+        classifier="tiny",
+        data=data,
+        reference_split="train",
+        reference_samples=reference_samples,
+        eval_samples=32,
+        calibration=True,
+    )
+
+
+def run_stub(log, device: str = "cpu", seed: int = 0):
+    """What build_scorer reads of a RunContext (no run directory: nothing kept)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(device=device, seed=seed, log=log, run_dir=None)
+
+
 # Runs use one torch thread each (suite run --threads 1); so do these tests (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,4 +158,4 @@ def test_without_torch_fidelity_auto_falls_back_and_inception_is_an_error(tmp_pa
     assert inception_network("cpu", log=lines.append) is None  # "auto" uses the classifier
     assert len(lines) == 1 and "needs torch-fidelity" in lines[0]
     with pytest.raises(RuntimeError, match="torch-fidelity"):
-        build_scorer("inception", "tiny", config, data, "train", 50, "cpu", 0, lambda m: None)
+        build_scorer(score_config("inception", config), data, run_stub(lambda m: None))

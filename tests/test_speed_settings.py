@@ -16,6 +16,7 @@ from gans import dcgan
 from gans.data import DataOrder, ImageData, ImageDataConfig
 from suite.cli import main
 from suite.optimizers import OptimizerSpec
+from suite.run.device import SpeedSettings, speed_settings
 from tests.helpers import needs_shared
 from vae import vae
 
@@ -97,11 +98,11 @@ def test_speed_settings_apply_on_cuda_and_on_the_cpu_only_when_asked():
     on = dict(amp=True, channels_last=True, compile=True)
     off = dict(amp=False, channels_last=False, compile=False)
     for device in ("cuda", "cuda:1"):  # the gate only reads the device type: no GPU needed
-        assert dcgan.speed_settings(config, device) == dcgan.SpeedSettings("cuda", **on)
-    assert dcgan.speed_settings(config, "cpu") == dcgan.SpeedSettings("cpu", **off)
-    assert dcgan.speed_settings(config, "meta") == dcgan.SpeedSettings("meta", **off)
-    cpu = dcgan.speed_settings(replace(config, cpu_speed_settings=True), "cpu")
-    assert cpu == dcgan.SpeedSettings("cpu", **on)
+        assert speed_settings(config, device) == SpeedSettings("cuda", **on)
+    assert speed_settings(config, "cpu") == SpeedSettings("cpu", **off)
+    assert speed_settings(config, "meta") == SpeedSettings("meta", **off)
+    cpu = speed_settings(replace(config, cpu_speed_settings=True), "cpu")
+    assert cpu == SpeedSettings("cpu", **on)
     with cpu.autocast():  # the run's device type, in bf16
         assert torch.is_autocast_enabled("cpu")
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
@@ -109,7 +110,7 @@ def test_speed_settings_apply_on_cuda_and_on_the_cpu_only_when_asked():
     # The VAE uses the same gate; its amp is off by default, and the MLP gets no channels_last.
     mlp = vae_config(architecture="mlp", cpu_speed_settings=True, amp=True)
     model = vae.build(mlp, 3, "cpu")
-    assert model.speed == dcgan.SpeedSettings("cpu", amp=True, channels_last=False, compile=False)
+    assert model.speed == SpeedSettings("cpu", amp=True, channels_last=False, compile=False)
     assert vae.build(vae_config(cpu_speed_settings=True), 3, "cpu").speed.amp is False
 
 
@@ -121,7 +122,7 @@ def test_dcgan_cpu_speed_settings_bf16_channels_last_float32_losses(loss):
     config = gan_config(cpu_speed_settings=True, loss=loss)
     torch.manual_seed(0)
     gan = dcgan.build(config, 3, "cpu")
-    assert gan.speed == dcgan.SpeedSettings("cpu", amp=True, channels_last=True, compile=False)
+    assert gan.speed == SpeedSettings("cpu", amp=True, channels_last=True, compile=False)
     weights = image_weights(gan.generator, gan.discriminator)
     assert len(weights) == 8  # 4 transposed convolutions, 4 convolutions
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
@@ -133,8 +134,9 @@ def test_dcgan_cpu_speed_settings_bf16_channels_last_float32_losses(loss):
     optimizers = dcgan.build_optimizers(gan, {"generator": ADAM, "discriminator": ADAM})
     before = parameters(gan.generator, gan.discriminator)
     loss_d, loss_g = dcgan.train_step(gan, optimizers, data, order, config)
-    # G for the fake batch (4 layers), D on real and fake (2 x 4), D(G(z)) for G's step (8)
-    assert dtypes == [torch.bfloat16] * 20
+    # G for the fake batch (4 layers), D on real and fake (2 x 4), D on the same fake batch for
+    # G's step (4): G runs once per step, as in pytorch/examples (reuse_fake; issue 13).
+    assert dtypes == [torch.bfloat16] * 16
     for value in (loss_d, loss_g):
         assert value.dtype == torch.float32 and math.isfinite(value.item())
     assert_all_changed_float32(before, gan.generator, gan.discriminator)
@@ -148,7 +150,7 @@ def test_vae_cpu_speed_settings_bf16_channels_last_float32_losses(architecture):
     torch.manual_seed(0)
     model = vae.build(config, 3, "cpu")
     conv = architecture == "conv"
-    assert model.speed == dcgan.SpeedSettings("cpu", amp=True, channels_last=conv, compile=False)
+    assert model.speed == SpeedSettings("cpu", amp=True, channels_last=conv, compile=False)
     weights = image_weights(model.encoder, model.decoder)
     assert len(weights) == (4 if conv else 0)
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
@@ -174,6 +176,43 @@ def test_vae_cpu_speed_settings_bf16_channels_last_float32_losses(architecture):
     assert {recon.dtype, kl.dtype, output.dtype} == {torch.float32}
 
 
+def test_a_fresh_fake_batch_for_gs_step_is_a_second_generator_forward():
+    """reuse_fake: false keeps the suite's step before issue 13 (G runs twice per step)."""
+    config = gan_config(reuse_fake=False)
+    gan = dcgan.build(config, 3, "cpu")
+    calls = []
+    gan.generator.register_forward_hook(lambda *_: calls.append("G"))
+    optimizers = dcgan.build_optimizers(gan, {"generator": ADAM, "discriminator": ADAM})
+    data, order = image_data(64, 3, 32), DataOrder(64, config.batch_size, 0)
+    dcgan.train_step(gan, optimizers, data, order, config)
+    assert calls == ["G", "G"]
+    calls.clear()
+    dcgan.train_step(gan, optimizers, data, order, replace(config, reuse_fake=True))
+    assert calls == ["G"]
+
+
+def test_compiled_transposed_convolutions_stay_contiguous():
+    """pytorch/pytorch#171622: inductor's meta kernel predicts contiguous strides for a
+    channels_last ConvTranspose2d backward on CUDA (the compiled DCGAN step failed its
+    assert_size_stride on an H200, issue 13). With compile on, the module with transposed
+    convolutions (DCGAN's generator, the VAE decoder) stays contiguous; the others keep
+    channels_last. Without compile, everything is channels_last as before."""
+    speed = SpeedSettings("cuda", amp=True, channels_last=True, compile=True)
+    generator = dcgan.Generator(16, 8, 3, 32)
+    discriminator = dcgan.Discriminator(8, 3, 32)
+    assert speed.memory_format(generator) == torch.contiguous_format
+    assert speed.memory_format(discriminator) == torch.channels_last
+    eager = replace(speed, compile=False)
+    assert eager.memory_format(generator) == torch.channels_last
+    assert replace(speed, channels_last=False).memory_format(discriminator) == (
+        torch.contiguous_format
+    )
+    model = vae.build(vae_config(cpu_speed_settings=True, compile=True), 3, "cpu")
+    assert model.encoder.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    decoder_convs = [m for m in model.decoder.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert all(m.weight.is_contiguous() for m in decoder_convs)
+
+
 # --- off (the CPU default): nothing changes ------------------------------------------------
 
 
@@ -181,7 +220,7 @@ def test_cpu_default_is_fp32_contiguous_and_eager():
     config = gan_config(compile=True)  # asked for, but the CPU gate keeps it off
     assert (config.amp, config.channels_last, config.cpu_speed_settings) == (True, True, False)
     gan = dcgan.build(config, 3, "cpu")
-    assert gan.speed == dcgan.SpeedSettings("cpu", amp=False, channels_last=False, compile=False)
+    assert gan.speed == SpeedSettings("cpu", amp=False, channels_last=False, compile=False)
     assert gan.generate is gan.generator and gan.discriminate is gan.discriminator
     weights = image_weights(gan.generator, gan.discriminator)
     assert all(w.is_contiguous() for w in weights)
@@ -192,12 +231,12 @@ def test_cpu_default_is_fp32_contiguous_and_eager():
     dtypes = record_output_dtypes((nn.Conv2d, nn.ConvTranspose2d), gan.generator, gan.discriminator)
     optimizers = dcgan.build_optimizers(gan, {"generator": ADAM, "discriminator": ADAM})
     losses = dcgan.train_step(gan, optimizers, data, order, config)
-    assert dtypes == [torch.float32] * 20
+    assert dtypes == [torch.float32] * 16  # one G forward per step (reuse_fake)
     assert {loss.dtype for loss in losses} == {torch.float32}
 
     config = vae_config(amp=True, compile=True)
     model = vae.build(config, 3, "cpu")
-    assert model.speed == dcgan.SpeedSettings("cpu", amp=False, channels_last=False, compile=False)
+    assert model.speed == SpeedSettings("cpu", amp=False, channels_last=False, compile=False)
     assert model.encode is model.encoder and model.decode is model.decoder
     weights = image_weights(model.encoder, model.decoder)
     assert all(w.is_contiguous() for w in weights)

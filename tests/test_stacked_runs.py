@@ -1,4 +1,4 @@
-"""Stacked seeds through the runner (``suite run --stack-seeds``, suite/runner.py: execute_stack):
+"""Stacked seeds through the runner (``suite run --stack-seeds``, suite/run/worker.py: execute):
 each seed of a stack records what its lone run records (to float tolerance: a grouped
 convolution sums in another order than S convolutions), checkpoints in the lone run's format, so
 an interrupted stack resumes exactly as a stack and closely seed by seed, and one seed's
@@ -21,10 +21,13 @@ import torch
 
 from gans import stacked
 from suite.cli import main
-from suite.config import from_dict, load_experiment
+from suite.config import expand, load_experiment
 from suite.optimizers import OptimizerSpec, build_role_optimizer
 from suite.result import RunSpec
-from suite.runner import execute_run, execute_stack, expand, jobs
+from suite.run import stacking
+from suite.run.local import jobs
+from suite.run.worker import WorkerJob, execute
+from suite.schema import from_dict
 from suite.store import Store
 from tests.helpers import needs_shared
 from tests.test_resume_generative import (
@@ -49,13 +52,13 @@ def seed_runs(experiment: str, arm: str, overrides: list[str], seeds: int = 2) -
 def alone(runs: list[RunSpec], results: Path) -> list[dict]:
     Store(results).register(runs)
     for run in runs:
-        execute_run(run.to_dict(), str(results), "cpu", 1)
+        execute(WorkerJob([run.to_dict()], str(results), "cpu", 1))
     return [read(results, run) for run in runs]
 
 
 def together(runs: list[RunSpec], results: Path, method: str) -> list[dict]:
     Store(results).register(runs)
-    execute_stack([run.to_dict() for run in runs], str(results), "cpu", 1, method)
+    execute(WorkerJob([run.to_dict() for run in runs], str(results), "cpu", 1, stack=method))
     return [read(results, run) for run in runs]
 
 
@@ -156,7 +159,7 @@ def test_seeds_at_different_steps_train_as_separate_stacks(tmp_path, monkeypatch
     with monkeypatch.context() as patch:
         interrupt_at(patch, 11)
         with pytest.raises(KeyboardInterrupt):
-            execute_run(runs[0].to_dict(), str(results), "cpu", 1)
+            execute(WorkerJob([runs[0].to_dict()], str(results), "cpu", 1))
     got = together(runs, results, "vmap")
     for g, e in zip(got, expected, strict=True):
         assert_close_runs(g, e, rtol=1e-4)
@@ -204,14 +207,14 @@ def test_seed_optimizer_states_split_and_join_back():
     def split(t, i):  # a vmap-style stack of 3 seeds
         return t[i]
 
-    seeds = [stacked.seed_optimizer_state(state, stack_params, i, split) for i in range(3)]
+    seeds = [stacking.seed_optimizer_state(state, stack_params, i, split) for i in range(3)]
     moments = seeds[1]["optimizer"]["inner"]["state"][0]["exp_avg"]
     torch.testing.assert_close(moments, state["optimizer"]["inner"]["state"][0]["exp_avg"][1])
     assert seeds[2]["optimizer"]["slow"][1].shape == ()  # a seed's slice of a (3,) parameter
     assert (
         seeds[0]["steps"] == 3 and seeds[0]["optimizer"]["counter"] == state["optimizer"]["counter"]
     )
-    joined = stacked.joined_optimizer_state(seeds, stack_params, split, torch.stack)
+    joined = stacking.joined_optimizer_state(seeds, stack_params, split, torch.stack)
     for index, entry in state["optimizer"]["inner"]["state"].items():
         for name, value in entry.items():
             assert torch.equal(joined["optimizer"]["inner"]["state"][index][name], value), name
@@ -247,7 +250,8 @@ def test_stack_seeds_through_the_cli(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["quickstart", "--stack-seeds"], "--stack-seeds: trainer 'dqn' cannot stack seeds"),
+        (["ppo-shared-vs-split-adam", "--stack-seeds"],
+         "--stack-seeds: trainer 'ppo' cannot stack seeds"),
         ([VAE, "--stack-seeds", "grouped"], "does not stack with 'grouped' (valid: auto, vmap)"),
         ([DCGAN, "--stack-seeds", "--set", "arms.adam_dcgan.generator.optimizer=lamb"],
          "arms.adam_dcgan: generator: optimizer 'lamb' cannot train stacked seeds"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from suite import stats
+from suite.judge import stats
 
 # --------------------------------------------------------------------------------------------
 # Point summaries
@@ -130,9 +130,11 @@ def test_stratified_bootstrap_matrix_equals_dict_and_is_deterministic():
         assert ci_mat == ci_dict
         assert ci_mat[0] < point < ci_mat[1]
         assert ci_mat != stats.stratified_bootstrap_ci(mat, statistic, n_resamples=1_000, seed=3)
-    # Unequal run counts per task are allowed.
+    # Unequal run counts per task are allowed. issue 12: the aggregate mean is rliable's mean
+    # of task means, (2 + 10.5) / 2 = 6.25, not the pooled 5.4 that weights tasks by run count.
     low, high = stats.stratified_bootstrap_ci({"a": [1.0, 2.0, 3.0], "b": [10.0, 11.0]})
-    assert low < np.mean([1, 2, 3, 10, 11]) < high
+    assert low < 6.25 < high
+    assert not low < np.mean([1, 2, 3, 10, 11]) < high
 
 
 def test_stratified_bootstrap_empty_handling():
@@ -238,8 +240,14 @@ def test_probability_of_improvement_ci():
     assert 0.0 <= eff.ci_low <= eff.estimate <= eff.ci_high <= 1.0
     assert eff.n == 12 and not eff.paired
     assert eff == stats.probability_of_improvement_ci(a, b, n_resamples=2_000)
-    separated = stats.probability_of_improvement_ci([10.0, 11.0, 12.0], [1.0, 2.0])
-    assert (separated.estimate, separated.ci_low, separated.ci_high) == (1.0, 1.0, 1.0)
+    # issue 12: complete separation at 3 vs 3 no longer gives [1, 1]. Newcombe's method 5 with
+    # the t(4) quantile: lower bound 0.3366 (with z it would be 0.502, deciding 10% of nulls).
+    separated = stats.probability_of_improvement_ci([10.0, 11.0, 12.0], [1.0, 2.0, 3.0])
+    assert separated.estimate == 1.0 and separated.ci_high == 1.0
+    assert separated.ci_low == pytest.approx(0.3366, abs=1e-3)
+    assert separated.method == "Newcombe score (t)"
+    boot = stats.probability_of_improvement_ci([10.0, 11.0, 12.0], [1.0, 2.0], method="bootstrap")
+    assert (boot.estimate, boot.ci_low, boot.ci_high) == (1.0, 1.0, 1.0)  # why it is not used
 
 
 # --------------------------------------------------------------------------------------------

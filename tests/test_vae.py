@@ -13,10 +13,11 @@ import yaml
 
 from gans.data import ImageData, ImageDataConfig
 from suite.cli import main
-from suite.config import CONFIG_DIR, from_dict, read_yaml
+from suite.config import CONFIG_DIR
 from suite.optimizers import OptimizerSpec
 from suite.result import RunSpec
-from suite.runner import RunContext
+from suite.run.context import RunContext
+from suite.schema import from_dict, read_yaml
 from tests.helpers import needs_shared
 from vae import vae
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from suite import verdicts as v
-from suite.verdicts import equivalence_verdict, orient, value_verdict, verdict
+from suite.judge import verdicts as v
+from suite.judge.verdicts import equivalence_verdict, orient, value_verdict, verdict
 
 
 def test_verdict_constants():
     assert v.VERDICTS == (
         "reproduced",
+        "direction-only",
         "weaker",
         "stronger",
         "contradicted",
@@ -29,7 +30,10 @@ def test_verdict_constants():
 @pytest.mark.parametrize(
     ("low", "high", "expected"),
     [
-        (0.10, 0.30, "reproduced"),  # excludes 0, contains 0.22
+        (0.12, 0.30, "reproduced"),  # excludes 0, within [0.11, 0.44] (tolerance 2)
+        # issue 12: contains 0.22 but reaches below 0.22 / 2: the size is not pinned down.
+        (0.10, 0.30, "direction-only"),
+        (0.05, 10.0, "direction-only"),  # 20 times wider than the claim
         (0.22, 0.40, "reproduced"),  # claimed value on the edge counts as contained
         (0.05, 0.15, "weaker"),  # same side, entirely below 0.22
         (0.30, 0.50, "stronger"),  # same side, entirely above 0.22
@@ -85,14 +89,17 @@ def test_lower_is_better_worked_example():
     # more than claimed -> stronger. CI [+0.02, +0.10]: A is worse -> contradicted.
     assert verdict(*orient(-0.25, -0.18, -0.15, "lower"), budget="full", n=8) == "stronger"
     assert verdict(*orient(0.02, 0.10, -0.15, "lower"), budget="full", n=8) == "contradicted"
-    assert verdict(*orient(-0.20, -0.05, -0.15, "lower"), budget="full", n=8) == "reproduced"
+    assert verdict(*orient(-0.20, -0.08, -0.15, "lower"), budget="full", n=8) == "reproduced"
+    assert verdict(*orient(-0.20, -0.05, -0.15, "lower"), budget="full", n=8) == "direction-only"
     assert verdict(*orient(-0.10, -0.05, -0.15, "lower"), budget="full", n=8) == "weaker"
 
 
 def test_smoke_and_not_run_take_precedence():
     # Smoke never gives a reproduction verdict, whatever the CI or n.
     assert verdict(0.1, 0.3, 0.22, budget="smoke", n=10) == "smoke-only"
-    assert verdict(float("nan"), float("nan"), 0.22, budget="smoke", n=0) == "smoke-only"
+    # issue 12: one precheck; no runs at all is "not-run" at every budget (as the claim path
+    # always said), before "smoke-only".
+    assert verdict(float("nan"), float("nan"), 0.22, budget="smoke", n=0) == "not-run"
     assert verdict(float("nan"), float("nan"), 0.22, budget="quick", n=0) == "not-run"
     # A single seed gives a zero-width interval: no evidence.
     assert verdict(0.22, 0.22, 0.22, budget="full", n=1) == "inconclusive"
@@ -123,7 +130,10 @@ def test_verdict_rejects_bad_input():
         (0.01, 0.04, "reproduced"),  # within the margin though it excludes 0 (TOST)
         (-0.05, 0.05, "reproduced"),  # margin edges are inclusive
         (-0.10, 0.20, "inconclusive"),  # contains 0, too wide for the margin
-        (0.02, 0.20, "contradicted"),  # excludes 0, not within the margin
+        # issue 12 (TOST): excluding 0 is not a difference beyond the margin; only a CI entirely
+        # outside the margin contradicts parity.
+        (0.02, 0.20, "inconclusive"),
+        (0.06, 0.20, "contradicted"),
         (-0.30, -0.06, "contradicted"),
     ],
 )
@@ -196,7 +206,7 @@ def test_judge_effect_text():
     assert v.judge_effect(0.0, 0.0, 5.0, budget="full", n=0).text == (
         "not-run at full budget: no seeds completed"
     )
-    assert "need at least 2" in v.judge_effect(1.0, 1.0, 5.0, budget="full", n=1).text
+    assert "need at least 3" in v.judge_effect(1.0, 1.0, 5.0, budget="full", n=1).text
     assert "90% CI" in v.judge_effect(4.0, 6.0, 5.0, budget="full", n=9, confidence=0.9).text
 
 
@@ -204,11 +214,12 @@ def test_judge_equivalence_and_value_text():
     eq = v.judge_equivalence(-0.02, 0.03, 0.05, budget="full", n=10)
     assert eq.label == "reproduced"
     assert eq.text == (
-        "reproduced at full budget, n=10 seeds per arm: 95% CI [-0.02, 0.03] lies within "
-        "the equivalence margin +-0.05"
+        "reproduced at full budget, n=10 seeds per arm: 90% CI [-0.02, 0.03] lies within "
+        "the equivalence margin +-0.05 (TOST at alpha 0.05)"
     )
     assert v.judge_equivalence(-0.2, 0.3, 0.05, budget="full", n=10).label == "inconclusive"
     assert v.judge_equivalence(0.1, 0.3, 0.05, budget="full", n=10).label == "contradicted"
+    assert v.judge_equivalence(0.04, 0.3, 0.05, budget="full", n=10).label == "inconclusive"
     val = v.judge_value(7.0, 7.6, 7.8, budget="full", n=10)
     assert val.label == "weaker"
     assert val.text == (
@@ -224,7 +235,7 @@ def test_judge_equivalence_and_value_text():
 
 
 def test_inconclusive_text_says_when_the_claimed_size_is_ruled_out():
-    from suite.verdicts import judge_effect
+    from suite.judge.verdicts import judge_effect
 
     ruled_out = judge_effect(-0.004, 0.045, -0.15, budget="quick", n=3)
     assert ruled_out.label == "inconclusive"

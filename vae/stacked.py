@@ -30,8 +30,11 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from gans.data import DataOrder, load_image_data
-from gans.stacked import (
+from gans.data import DataOrder, load_image_data, seed_orders
+from suite.optimizers import OptimizerSpec
+from suite.result import Result
+from suite.run.context import RunContext
+from suite.run.stacking import (
     LeadingSeedDimension,
     StackedOptimizer,
     check_seed,
@@ -40,13 +43,9 @@ from gans.stacked import (
     load_seed_optimizers,
     lone_rng,
     seed_optimizers,
-    seed_orders,
     stack_details,
     stacked_role_optimizers,
 )
-from suite.optimizers import OptimizerSpec
-from suite.result import Result
-from suite.runner import RunContext
 from vae import vae as single
 
 
@@ -109,7 +108,7 @@ def build_stack(
     """Build each seed's networks exactly as a lone run does (vae.build), then stack them.
 
     :param image_count: training images (for each seed's DataOrder).
-    :param states: each seed's checkpoint state (vae.save_checkpoint's format) or None.
+    :param states: each seed's checkpoint (a vae.TrainState) or None.
     :param saved_rngs: each seed's checkpointed generator states (``ctx.saved_rng``) or None.
     """
     lone = dataclasses.replace(config, compile=False, channels_last=False)
@@ -120,8 +119,8 @@ def build_stack(
         torch.manual_seed(seed)
         model = single.build(lone, channels, "cpu")  # initialized on the CPU, as vae.build does
         if state is not None:
-            model.encoder.load_state_dict(state["encoder"])
-            model.decoder.load_state_dict(state["decoder"])
+            for name, module in single.networks(model).items():
+                module.load_state_dict(state.weights[name])
         encoders.append(model.encoder)
         decoders.append(model.decoder)
         generators.append(continuing_stream(seed, device, saved_rng))
@@ -222,7 +221,7 @@ def train_stack(
 ) -> list[Result]:
     """vae.train for several seeds of one arm at once; ``contexts`` are the seeds' runs.
 
-    Each seed's curves, test metrics, grids, checkpoints (vae.save_checkpoint's format) and
+    Each seed's curves, test metrics, grids, checkpoints (a vae.TrainState) and
     result are what its lone run records, to float tolerance. Seeds whose checkpoints stand at
     different steps train as separate stacks; a seed that diverges is recorded as diverged and
     drops out, the others go on (gans/stacked.py: ``in_step_groups``, ``check_seed``).
@@ -234,7 +233,7 @@ def train_stack(
     if steps_per_epoch < 1:
         raise ValueError(f"{len(data.train)} training images is less than one batch")
     train_group = functools.partial(_train_group, config, specs, data, steps_per_epoch)
-    return in_step_groups(contexts, train_group)
+    return in_step_groups(contexts, train_group, single.TrainState)
 
 
 def _train_group(config, specs, data, steps_per_epoch, contexts, states) -> list[Result]:
@@ -251,10 +250,10 @@ def _train_group(config, specs, data, steps_per_epoch, contexts, states) -> list
     loss_sums = torch.zeros(len(seeds), device=device)  # each seed's loss since the last record
     last_evals: list[dict[str, float]] = [{} for _ in seeds]
     if states[0] is not None:
-        load_seed_optimizers(optimizers, [state["optimizers"] for state in states], stack)
-        step, since_log = states[0]["step"], states[0]["since_log"]
-        loss_sums = torch.stack([state["loss_sum"] for state in states]).to(device)
-        last_evals = [state["last_eval"] for state in states]
+        load_seed_optimizers(optimizers, [state.optimizers for state in states], stack)
+        step, since_log = states[0].step, states[0].since_log
+        loss_sums = torch.stack([state.loss_sums for state in states]).to(device)
+        last_evals = [state.last_eval for state in states]
     speed = single.speed_settings(config, device)
     autocast = speed.autocast if speed.amp else None
     eval_steps = steps_per_epoch * config.eval_every_epochs
@@ -292,18 +291,14 @@ def _train_group(config, specs, data, steps_per_epoch, contexts, states) -> list
 
 def _save_seed(ctx, stack, optimizers, streams, i, step, loss_sums, since_log, last_eval,
                role_params) -> None:  # fmt: skip
-    """Seed i's checkpoint, in vae.save_checkpoint's format."""
-    weights = stack.seed_state_dict(i)
-    ctx.save_checkpoint(
-        {
-            "step": step,
-            "encoder": weights["encoder"],
-            "decoder": weights["decoder"],
-            "optimizers": seed_optimizers(optimizers, role_params, i, stack),
-            "data_order": streams.orders[i].state_dict(),
-            "loss_sum": loss_sums[i].detach().cpu(),
-            "since_log": since_log,
-            "last_eval": last_eval,
-        },
-        rng=lone_rng(streams.generators[i]),
+    """Seed i's checkpoint: the vae.TrainState its lone run would save."""
+    state = single.TrainState(
+        weights=stack.seed_state_dict(i),
+        optimizers=seed_optimizers(optimizers, role_params, i, stack),
+        data_order=streams.orders[i].state_dict(),
+        loss_sums=loss_sums[i],
+        step=step,
+        since_log=since_log,
+        last_eval=last_eval,
     )
+    ctx.save_checkpoint(state.state_dict(), rng=lone_rng(streams.generators[i]))

@@ -29,10 +29,17 @@ from torch import nn
 from torchvision.utils import save_image
 
 from gans.data import DataOrder, ImageDataConfig, load_image_data, to_unit_range
-from gans.dcgan import SpeedSettings, speed_settings
-from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer, check_roles
+from gans.train_state import TrainState as _TrainState
+from suite.optimizers import (
+    OptimizerSpec,
+    RoleOptimizer,
+    build_role_optimizer,
+    check_roles,
+    role_details,
+)
 from suite.result import Result
-from suite.runner import RunContext
+from suite.run.context import RunContext
+from suite.run.device import SpeedSettings, speed_settings
 
 
 def _mnist_t10k() -> ImageDataConfig:
@@ -100,6 +107,14 @@ class Config:
 
 def roles(config: Config) -> tuple[str, ...]:
     return ("encoder", "decoder") if config.split_roles else ("model",)
+
+
+class TrainState(_TrainState):
+    """A VAE run's checkpoint (gans/train_state.py): encoder and decoder weights, the role
+    optimizers, the data order and the training-loss sum of the log window."""
+
+    NETWORKS = ("encoder", "decoder")
+    LOSS_KEY = "loss_sum"
 
 
 # --- networks ------------------------------------------------------------------------------
@@ -361,16 +376,11 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     step, since_log = 0, 0
     loss_sum = torch.zeros((), device=ctx.device)  # training loss since the last record
     last_eval: dict[str, float] = {}
-    state = ctx.load_checkpoint()
-    if state is not None:
-        vae.encoder.load_state_dict(state["encoder"])
-        vae.decoder.load_state_dict(state["decoder"])
-        for role, optimizer in optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][role])
-        order.load_state_dict(state["data_order"])
-        step, since_log = state["step"], state["since_log"]
-        loss_sum.copy_(state["loss_sum"])
-        last_eval = state["last_eval"]
+    saved = TrainState.load(ctx)
+    if saved is not None:
+        saved.restore(networks(vae), optimizers, order)
+        step, since_log, last_eval = saved.step, saved.since_log, saved.last_eval
+        loss_sum.copy_(saved.loss_sums)
     # After building (weight init draws): reparameterization and dequantization noise continue
     # from where the checkpoint left the global generators. The KL warm-up is a function of the
     # step, and evaluation draws from seeded generators of its own.
@@ -393,38 +403,18 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
             last_eval = evaluate(vae, data.test, config, ctx.seed)
             ctx.check_finite(step, **last_eval)
             ctx.record(step, last_eval)
-            save_checkpoint(ctx, vae, optimizers, order, step, loss_sum, since_log, last_eval)
+            state = TrainState.capture(
+                networks(vae), optimizers, order, loss_sum, step, since_log, last_eval
+            )
+            ctx.save_checkpoint(state.state_dict())
     artifacts = save_grids(vae, data.test, config, ctx)
     details = run_details(config, data, optimizers, steps_per_epoch, vae.speed)
     return ctx.result(last_eval, details=details, artifacts=artifacts)
 
 
-def save_checkpoint(
-    ctx: RunContext,
-    vae: VAE,
-    optimizers: dict[str, RoleOptimizer],
-    order: DataOrder,
-    step: int,
-    loss_sum: torch.Tensor,
-    since_log: int,
-    last_eval: dict[str, float],
-) -> None:
-    """Everything a resumed run needs to continue exactly as this one will: weights, optimizer
-    states (with schedules), the data order, the partial loss sum of the current log window (an
-    evaluation interval need not be a multiple of log_every) and the last test metrics.
-    ``ctx.save_checkpoint`` adds the curves and the global random generators."""
-    ctx.save_checkpoint(
-        {
-            "step": step,
-            "encoder": vae.encoder.state_dict(),
-            "decoder": vae.decoder.state_dict(),
-            "optimizers": {role: o.state_dict() for role, o in optimizers.items()},
-            "data_order": order.state_dict(),
-            "loss_sum": loss_sum.detach().cpu(),
-            "since_log": since_log,
-            "last_eval": last_eval,
-        }
-    )
+def networks(vae: VAE) -> dict[str, nn.Module]:
+    """The modules a checkpoint holds, by their TrainState names."""
+    return {"encoder": vae.encoder, "decoder": vae.decoder}
 
 
 @torch.no_grad()
@@ -476,8 +466,5 @@ def run_details(
             "no test/bpd: BCE on grey-level pixels is not a likelihood of the data "
             "(set binarize: true, or likelihood: gaussian)"
         )
-    for role, optimizer in optimizers.items():
-        details[f"{role}_optimizer"] = type(optimizer.inner).__name__
-        details[f"{role}_lr_final"] = optimizer.lr
-        details[f"{role}_optimizer_steps"] = optimizer.steps
+    details.update(role_details(optimizers))
     return details

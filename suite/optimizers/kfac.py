@@ -1,18 +1,4 @@
-"""Optimizers the suite compares that neither torch nor pytorch-optimizer provide as needed.
-
-* :class:`RMSpropDeepMind` -- the RMSprop variant of the Nature DQN paper (Mnih et al. 2015,
-  "Human-level control through deep reinforcement learning", Extended Data Table 1; code:
-  deepmind/dqn ``NeuralQLearner.lua``). It is centered and puts ``eps`` *inside* the square
-  root, which ``torch.optim.RMSprop(centered=True)`` does not do.
-* :class:`KFAC` -- Kronecker-factored approximate curvature for ``nn.Linear`` (Martens & Grosse
-  2015, "Optimizing Neural Networks with Kronecker-factored Approximate Curvature") and
-  ``nn.Conv2d`` (Grosse & Martens 2016, "A Kronecker-factored approximate Fisher matrix for
-  convolution layers", KFC), as used for RL by ACKTR (Wu et al. 2017, "Scalable trust-region
-  method for deep reinforcement learning using Kronecker-factored approximation"). The
-  preconditioned gradient is handed to a plain SGD-with-momentum or Adam step.
-* :class:`Lookahead` -- a wrapper around any torch optimizer (Zhang et al. 2019, "Lookahead
-  Optimizer: k steps forward, 1 step back").
-"""
+"""K-FAC: Kronecker-factored approximate curvature (see the class docstring for sources)."""
 
 from __future__ import annotations
 
@@ -30,84 +16,8 @@ from torch.utils.hooks import RemovableHandle
 Closure = Callable[[], float | Tensor] | None
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
-INNER_UPDATES = ("sgd", "adam")
-
-
-# --------------------------------------------------------------------------------------------
-# RMSprop as in the Nature DQN code
-# --------------------------------------------------------------------------------------------
-
-
-class RMSpropDeepMind(torch.optim.Optimizer):
-    """Centered RMSprop of Mnih et al. (2015) with ``eps`` inside the square root.
-
-    Per parameter, with ``decay`` the "gradient momentum" and "squared gradient momentum"
-    (both 0.95 in Extended Data Table 1) and ``eps`` the "min squared gradient" (0.01)::
-
-        g     = decay * g  + (1 - decay) * grad
-        g2    = decay * g2 + (1 - decay) * grad**2
-        param = param - lr * grad / sqrt(g2 - g**2 + eps)
-
-    This is ``NeuralQLearner.lua``'s ``g:mul(0.95):add(0.05, dw)``, ``g2:mul(0.95):add(0.05,
-    dw*dw)``, ``tmp = sqrt(g2 - g*g + 0.01)``, ``w:add(lr * dw / tmp)``; there ``dw`` is the
-    negative gradient, so the Lua ``w += lr*dw/tmp`` is the descent step written above. Note the
-    numerator is the raw gradient, not the averaged one. ``torch.optim.RMSprop(centered=True)``
-    instead divides by ``sqrt(g2 - g**2) + eps``, which with eps=0.01 is a different step size.
-
-    ``weight_decay`` adds ``weight_decay * param`` to the gradient (L2, coupled) before the
-    statistics; the DQN paper uses none.
-    """
-
-    def __init__(
-        self,
-        params: ParamsT,
-        lr: float = 2.5e-4,
-        decay: float = 0.95,
-        eps: float = 0.01,
-        weight_decay: float = 0.0,
-    ) -> None:
-        if lr < 0.0:
-            raise ValueError(f"RMSpropDeepMind: lr must be >= 0, got {lr}")
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"RMSpropDeepMind: decay must be in [0, 1), got {decay}")
-        if eps <= 0.0:
-            raise ValueError(f"RMSpropDeepMind: eps must be > 0, got {eps}")
-        if weight_decay < 0.0:
-            raise ValueError(f"RMSpropDeepMind: weight_decay must be >= 0, got {weight_decay}")
-        defaults = {"lr": lr, "decay": decay, "eps": eps, "weight_decay": weight_decay}
-        super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure: Closure = None) -> float | Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is not None:
-                    self._update(param, group)
-        return loss
-
-    def _update(self, param: Tensor, group: dict[str, Any]) -> None:
-        grad = param.grad
-        if group["weight_decay"] != 0.0:
-            grad = grad.add(param, alpha=group["weight_decay"])
-        state = self.state[param]
-        if not state:
-            # The Lua code starts both averages at zero (torch.zeros in NeuralQLearner:__init).
-            state["step"] = 0
-            state["grad_avg"] = torch.zeros_like(param)
-            state["square_avg"] = torch.zeros_like(param)
-        decay = group["decay"]
-        state["step"] += 1
-        state["grad_avg"].mul_(decay).add_(grad, alpha=1.0 - decay)
-        state["square_avg"].mul_(decay).addcmul_(grad, grad, value=1.0 - decay)
-        # eps inside the root: sqrt(g2 - g^2 + eps). g2 - g^2 >= 0 up to rounding, and eps > 0
-        # keeps the argument positive.
-        denom = state["square_avg"].addcmul(state["grad_avg"], state["grad_avg"], value=-1.0)
-        denom.add_(group["eps"]).sqrt_()
-        param.addcdiv_(grad, denom, value=-group["lr"])
+INNER_UPDATES = ("sgd", "adam", "acktr")
+DAMPING_MODES = ("pi", "eigen")
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,6 +154,31 @@ def _pi_damping(factor_a: Tensor, factor_g: Tensor, damping: float) -> tuple[flo
     return pi * root, root / pi
 
 
+def _eigen(matrix: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Eigenvalues (clamped at 0: a second moment is PSD, negatives are rounding) and vectors
+    of a symmetric factor, in float64; None if the statistics are not finite."""
+    m64 = matrix.double()
+    if not bool(torch.isfinite(m64).all()):
+        return None
+    values, vectors = torch.linalg.eigh(m64)
+    return values.clamp_min(0.0).to(matrix.dtype), vectors.to(matrix.dtype)
+
+
+def _eigen_damped_solve(grad: Tensor, state: dict[str, Any], damping: float) -> Tensor:
+    """(A (x) G + damping I)^-1 applied to the (out, in) gradient matrix, via eigenbases.
+
+    ACKTR's damping (baselines acktr/kfac.py with ``factored_damping=False``, the default):
+    with A = Q_A diag(s_A) Q_A^T and G = Q_G diag(s_G) Q_G^T, the damped Fisher block
+    A (x) G + lambda I has eigenvalues s_A[j] * s_G[i] + lambda in the basis Q_A (x) Q_G, so
+    the solve is Q_G [(Q_G^T grad Q_A) / (s_G s_A^T + lambda)] Q_A^T -- exact, where the
+    factored (pi) damping of Martens & Grosse §6.3 approximates it.
+    """
+    q_a, q_g = state["kfac_QA"], state["kfac_QG"]
+    projected = q_g.T @ grad @ q_a
+    projected = projected / (torch.outer(state["kfac_sG"], state["kfac_sA"]) + damping)
+    return q_g @ projected @ q_a.T
+
+
 def _ema_(state: dict[str, Any], key: str, value: Tensor, decay: float) -> None:
     """Exponential moving average, initialised with the first value (no zero bias)."""
     if key not in state:
@@ -253,22 +188,26 @@ def _ema_(state: dict[str, Any], key: str, value: Tensor, decay: float) -> None:
 
 
 class KFAC(torch.optim.Optimizer):
-    """K-FAC preconditioning of every ``nn.Linear`` / ``nn.Conv2d``, then an SGD or Adam step.
+    """K-FAC preconditioning of every ``nn.Linear`` / ``nn.Conv2d``, then an inner update.
 
     For a layer with weight W (out x in, bias appended as a last column) the Fisher block is
     approximated as A (x) G, A the second moment of the layer inputs and G that of the gradients
     w.r.t. its outputs (Martens & Grosse 2015, §3; KFC for convolutions). The gradient is
-    replaced by ``G_inv @ [grad_W, grad_b] @ A_inv`` and the inner update (``inner="sgd"``:
-    SGD with momentum, ``inner="adam"``: Adam) is applied to it. Parameters that are not the
+    replaced by the damped solve ``(A (x) G + damping)^-1 [grad_W, grad_b]``, optionally scaled
+    by a KL trust region, and the inner update is applied to it. Parameters that are not the
     weight/bias of such a layer (a log_std Parameter, BatchNorm, ...) get the inner update only.
+
+    The suite's table offers two configurations (suite/optimizers/__init__.py): ``kfac``
+    (:class:`KFACNatural`, the K-FAC of ACKTR: eigen-damping, KL clipping, momentum SGD) and
+    ``kfac_adam`` (:class:`KFACAdam`: pi-damped preconditioner in front of Adam, whose
+    per-element normalisation undoes much of the preconditioning -- its first step is exactly
+    ``lr * sign(...)``). This base class keeps its historical defaults (pi damping, torch SGD).
 
     Empirical Fisher: G is built from the gradients of the loss actually being minimised, not
     from targets sampled from the model's predictive distribution as in K-FAC proper and ACKTR.
     That makes it usable for any loss the suite trains with (TD errors, GAN and VAE losses,
     policy-gradient surrogates) without a per-model sampling rule; the price is that it is the
     gradient second moment rather than the true Fisher (Kunstner et al. 2019 discuss the gap).
-    ACKTR's KL-based step clipping (trust region) is not implemented; use ``lr`` to control the
-    step size.
 
     Statistics capture: a forward hook on each layer keeps its input (only when grad mode is on
     and the layer is in training mode) and registers a hook on that forward's output tensor;
@@ -277,28 +216,41 @@ class KFAC(torch.optim.Optimizer):
     before one backward each pair correctly. Completed pairs are consumed by ``step()`` and
     dropped by ``zero_grad()``.
 
-    Damping: factored Tikhonov damping split by pi (Martens & Grosse 2015, §6.3), see
-    :func:`_pi_damping`; the inverses are recomputed at the first statistics update of a layer
-    and then every ``update_freq``-th one, in float64 via Cholesky. The factors are averaged
-    with ``stat_decay`` every step.
+    Damping (``damping_mode``): ``"pi"``, factored Tikhonov damping split by pi (Martens &
+    Grosse 2015, §6.3), see :func:`_pi_damping`, inverses via Cholesky; ``"eigen"``, ACKTR's
+    damping of the eigenvalue products, see :func:`_eigen_damped_solve`. The inverses (or
+    eigendecompositions) are recomputed at the first statistics update of a layer and then
+    every ``update_freq``-th one, in float64. The factors are averaged with ``stat_decay``
+    every step (initialised with the first value).
+
+    KL clipping (``kl_clip`` = delta, Wu et al. 2017 §3.1): with ``v`` the preconditioned
+    gradient of all parameters and ``g`` the raw one, every ``v`` is scaled by
+    ``min(1, sqrt(2 delta / (lr**2 * g.v)))`` before the inner update, so that the step's
+    quadratic KL estimate ``lr**2 v^T F v / 2`` is at most delta. (baselines kfac.py computes
+    ``min(1, sqrt(clip_kl / (lr**2 * g.v)))``: its ``clip_kl`` is 2 delta.)
 
     All K-FAC state lives in ``self.state[layer.weight]`` (keys ``kfac_A``, ``kfac_G``,
-    ``kfac_A_inv``, ``kfac_G_inv``, ``kfac_step``) next to the inner update's buffers, so
-    ``state_dict()`` / ``load_state_dict()`` resume a run exactly.
+    ``kfac_A_inv``, ``kfac_G_inv`` or ``kfac_QA``, ``kfac_sA``, ``kfac_QG``, ``kfac_sG``, and
+    ``kfac_step``) next to the inner update's buffers, so ``state_dict()`` /
+    ``load_state_dict()`` resume a run exactly.
 
     Args:
         params: parameters to optimise (tensors or param-group dicts).
         lr: learning rate of the inner update.
         modules: a module or modules searched for Linear/Conv2d layers whose weight is in
             ``params``; those are preconditioned.
-        damping: Tikhonov damping lambda (the factors get about sqrt(lambda) each).
+        damping: Tikhonov damping lambda.
         stat_decay: EMA decay of the factors.
         update_freq: recompute the inverses every this many statistics updates.
-        inner: "sgd" or "adam".
-        momentum: SGD momentum (torch convention, no dampening).
+        inner: "sgd" (torch.optim.SGD's momentum: buf = m buf + v, p -= lr buf), "acktr"
+            (baselines' tf.train.MomentumOptimizer(lr * (1 - m), m): the same buffer,
+            p -= lr (1 - m) buf) or "adam".
+        momentum: momentum of "sgd" / "acktr".
         betas, eps: Adam's.
         weight_decay: L2 term added to the (preconditioned) gradient in the inner update, as
             when the preconditioner wraps ``torch.optim.SGD`` (kfac-pytorch does that).
+        damping_mode: "pi" or "eigen" (above).
+        kl_clip: the trust region delta, or None for none.
     """
 
     # The suite's optimizer builder passes ``modules=`` to optimizers that declare this.
@@ -318,10 +270,18 @@ class KFAC(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        damping_mode: str = "pi",
+        kl_clip: float | None = None,
     ) -> None:
         _check_kfac_args(
             lr, damping, stat_decay, update_freq, inner, momentum, betas, eps, weight_decay
         )
+        if damping_mode not in DAMPING_MODES:
+            raise ValueError(
+                f"KFAC: damping_mode must be one of {DAMPING_MODES}, got {damping_mode!r}"
+            )
+        if kl_clip is not None and not kl_clip > 0.0:
+            raise ValueError(f"KFAC: kl_clip must be > 0 or None, got {kl_clip}")
         defaults = {
             "lr": lr,
             "damping": damping,
@@ -332,6 +292,8 @@ class KFAC(torch.optim.Optimizer):
             "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
+            "damping_mode": damping_mode,
+            "kl_clip": kl_clip,
         }
         super().__init__(params, defaults)
         self._layers = self._find_layers(_as_module_list(modules))
@@ -418,11 +380,18 @@ class KFAC(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         group_of = {id(p): group for group in self.param_groups for p in group["params"]}
+        raw = {}  # raw gradients of the preconditioned tensors, for the KL clip
+        # .get: param groups restored from a checkpoint written before these keys existed.
+        clipping = any(group.get("kl_clip") is not None for group in self.param_groups)
         for layer in self._layers:
             if layer.pairs and layer.module.weight.grad is not None:
+                if clipping:
+                    raw.update(_layer_gradients(layer))
                 self._precondition(layer, group_of[id(layer.module.weight)])
             layer.pairs.clear()
         for group in self.param_groups:
+            if group.get("kl_clip") is not None:
+                _kl_clip_(group, raw)
             for param in group["params"]:
                 if param.grad is not None:
                     _inner_update(param, self.state[param], group)
@@ -437,12 +406,20 @@ class KFAC(torch.optim.Optimizer):
         _ema_(state, "kfac_G", factor_g, group["stat_decay"])
         state["kfac_step"] = state.get("kfac_step", 0) + 1
         due = (state["kfac_step"] - 1) % group["update_freq"] == 0
-        if due or "kfac_A_inv" not in state:
-            self._update_inverses(state, group["damping"])
-        if "kfac_A_inv" not in state:  # the inversion has never succeeded: plain gradient
+        eigen = group.get("damping_mode", "pi") == "eigen"
+        ready = "kfac_QA" if eigen else "kfac_A_inv"
+        if due or ready not in state:
+            if eigen:
+                self._update_eigenbases(state)
+            else:
+                self._update_inverses(state, group["damping"])
+        if ready not in state:  # the inversion has never succeeded: plain gradient
             return
         grad = _gradient_matrix(layer)
-        _set_gradient(layer, state["kfac_G_inv"] @ grad @ state["kfac_A_inv"])
+        if eigen:
+            _set_gradient(layer, _eigen_damped_solve(grad, state, group["damping"]))
+        else:
+            _set_gradient(layer, state["kfac_G_inv"] @ grad @ state["kfac_A_inv"])
 
     @staticmethod
     def _update_inverses(state: dict[str, Any], damping: float) -> None:
@@ -458,6 +435,99 @@ class KFAC(torch.optim.Optimizer):
             return
         state["kfac_A_inv"] = inv_a
         state["kfac_G_inv"] = inv_g
+
+    @staticmethod
+    def _update_eigenbases(state: dict[str, Any]) -> None:
+        eig_a, eig_g = _eigen(state["kfac_A"]), _eigen(state["kfac_G"])
+        if eig_a is None or eig_g is None:
+            warnings.warn(
+                "KFAC: eigendecomposition failed (non-finite statistics?); keeping the "
+                "previous eigenbases",
+                stacklevel=4,
+            )
+            return
+        state["kfac_sA"], state["kfac_QA"] = eig_a
+        state["kfac_sG"], state["kfac_QG"] = eig_g
+
+
+class KFACNatural(KFAC):
+    """The K-FAC of the RL literature (table row ``kfac``): ACKTR's natural-gradient step.
+
+    Wu et al. 2017 (ACKTR), §3.1 and baselines ``acktr/kfac.py`` (``KfacOptimizer``): the
+    K-FAC-preconditioned gradient with damping added to the eigenvalue products
+    (``factored_damping=False``), scaled by the KL trust region, then momentum SGD
+    (``tf.train.MomentumOptimizer(lr * (1 - momentum), momentum)``, ``inner="acktr"``).
+    Defaults are baselines ``acktr/acktr.py``'s ``KfacOptimizer(learning_rate=0.25,
+    clip_kl=0.001, momentum=0.9, kfac_update=1, epsilon=0.01, stats_decay=0.99, cold_iter=10,
+    max_grad_norm=0.5)``, with baselines' ``clip_kl`` = 2 delta, so ``kl_clip`` (delta) =
+    5e-4. Differences from ACKTR: the empirical Fisher (see :class:`KFAC`) instead of sampled
+    targets; no ``cold_iter`` phase of plain clipped SGD (10 steps in ACKTR); the factors are
+    initialised with their first value; synchronous eigendecompositions.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 0.25,
+        *,
+        modules: nn.Module | Iterable[nn.Module],
+        damping: float = 1e-2,
+        stat_decay: float = 0.99,
+        update_freq: int = 1,
+        momentum: float = 0.9,
+        kl_clip: float | None = 5e-4,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            modules=modules,
+            damping=damping,
+            stat_decay=stat_decay,
+            update_freq=update_freq,
+            inner="acktr",
+            momentum=momentum,
+            weight_decay=weight_decay,
+            damping_mode="eigen",
+            kl_clip=kl_clip,
+        )
+
+
+class KFACAdam(KFAC):
+    """K-FAC-preconditioned gradients handed to Adam (table row ``kfac_adam``).
+
+    Not an algorithm from the K-FAC papers: Adam's per-element normalisation undoes most of the
+    preconditioning (its first step is lr * sign(F^-1 g)). Pi-damped factors (Martens & Grosse
+    2015, §6.3) by default; no trust region.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        *,
+        modules: nn.Module | Iterable[nn.Module],
+        damping: float = 1e-3,
+        stat_decay: float = 0.95,
+        update_freq: int = 10,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        damping_mode: str = "pi",
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            modules=modules,
+            damping=damping,
+            stat_decay=stat_decay,
+            update_freq=update_freq,
+            inner="adam",
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            damping_mode=damping_mode,
+        )
 
 
 def _check_kfac_args(
@@ -491,6 +561,37 @@ def _check_kfac_args(
         raise ValueError(f"KFAC: weight_decay must be >= 0, got {weight_decay}")
 
 
+def _layer_gradients(layer: _Layer) -> dict[int, Tensor]:
+    """Copies of a layer's raw weight and bias gradients, keyed by parameter id."""
+    grads = {id(layer.module.weight): layer.module.weight.grad.clone()}
+    bias = layer.module.bias
+    if layer.has_bias and bias.grad is not None:
+        grads[id(bias)] = bias.grad.clone()
+    return grads
+
+
+def _kl_clip_(group: dict[str, Any], raw: dict[int, Tensor]) -> None:
+    """Scale the group's (preconditioned) gradients by min(1, sqrt(2 delta / (lr^2 g.v)))."""
+    dot = None
+    grads = []
+    for param in group["params"]:
+        if param.grad is None:
+            continue
+        v = param.grad
+        g = raw.get(id(param), v)  # parameters without K-FAC: v = g
+        term = (v * g).sum()
+        dot = term if dot is None else dot + term
+        grads.append(v)
+    if dot is None:
+        return
+    quadratic = dot * group["lr"] ** 2
+    # On the device, no .item(); a non-positive g.v (impossible for PSD F) leaves the step as is.
+    bound = torch.sqrt(2.0 * group["kl_clip"] / quadratic.clamp_min(torch.finfo(dot.dtype).tiny))
+    scale = torch.where(quadratic > 0, bound.clamp_max(1.0), torch.ones_like(bound))
+    for v in grads:
+        v.mul_(scale)
+
+
 def _gradient_matrix(layer: _Layer) -> Tensor:
     """[grad_W, grad_b] as an (out, in[*kh*kw] [+1]) matrix."""
     weight = layer.module.weight
@@ -521,21 +622,30 @@ def _inner_update(param: Tensor, state: dict[str, Any], group: dict[str, Any]) -
         grad = grad.add(param, alpha=group["weight_decay"])
     if group["inner"] == "sgd":
         _sgd_update(param, grad, state, group)
+    elif group["inner"] == "acktr":
+        _sgd_update(param, grad, state, group, lr_factor=1.0 - group["momentum"])
     elif group["inner"] == "adam":
         _adam_update(param, grad, state, group)
     else:
         raise ValueError(f"KFAC: inner must be one of {INNER_UPDATES}, got {group['inner']!r}")
 
 
-def _sgd_update(param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-    """SGD with heavy-ball momentum, torch.optim.SGD's convention (buf = m * buf + grad)."""
+def _sgd_update(
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Any],
+    group: dict[str, Any],
+    lr_factor: float = 1.0,
+) -> None:
+    """SGD with heavy-ball momentum, torch.optim.SGD's convention (buf = m * buf + grad);
+    the step is lr * lr_factor * buf (baselines' ACKTR: lr_factor = 1 - m)."""
     if group["momentum"] != 0.0:
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = grad.clone()
         else:
             state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
         grad = state["momentum_buffer"]
-    param.add_(grad, alpha=-group["lr"])
+    param.add_(grad, alpha=-group["lr"] * lr_factor)
 
 
 def _adam_update(param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
@@ -551,90 +661,3 @@ def _adam_update(param: Tensor, grad: Tensor, state: dict[str, Any], group: dict
     state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
     denom = (state["exp_avg_sq"] / (1.0 - beta2**step)).sqrt_().add_(group["eps"])
     param.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1.0 - beta1**step))
-
-
-# --------------------------------------------------------------------------------------------
-# Lookahead
-# --------------------------------------------------------------------------------------------
-
-
-class Lookahead:
-    """Lookahead (Zhang et al. 2019, Algorithm 1) around any torch optimizer.
-
-    The inner ("fast") optimizer takes k steps; then the slow weights move a fraction alpha
-    towards the fast ones and the fast weights restart from there::
-
-        slow = slow + alpha * (fast - slow);  fast = slow
-
-    The slow weights start at the initial parameters. This is deliberately not a
-    ``torch.optim.Optimizer`` subclass: learning-rate schedulers (and SB3's learning-rate
-    updates) act on ``param_groups``, and ``param_groups`` here *is* the inner optimizer's list,
-    so a scheduler is attached to ``lookahead.inner`` and its changes are seen through the
-    wrapper; subclassing would create a second set of param groups that could drift apart.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, k: int = 5, alpha: float = 0.5) -> None:
-        if k < 1:
-            raise ValueError(f"Lookahead: k must be >= 1, got {k}")
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"Lookahead: alpha must be in (0, 1], got {alpha}")
-        self.inner = optimizer
-        self.k = k
-        self.alpha = alpha
-        self.counter = 0
-        self.slow = [p.detach().clone() for p in self._params()]
-
-    def _params(self) -> list[Tensor]:
-        return [p for group in self.inner.param_groups for p in group["params"]]
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.inner.param_groups
-
-    @property
-    def state(self) -> Any:
-        return self.inner.state
-
-    @property
-    def defaults(self) -> dict[str, Any]:
-        return self.inner.defaults
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.inner.zero_grad(set_to_none=set_to_none)
-
-    def step(self, closure: Closure = None) -> float | Tensor | None:
-        loss = self.inner.step(closure)
-        self.counter += 1
-        if self.counter % self.k == 0:
-            self._synchronise()
-        return loss
-
-    @torch.no_grad()
-    def _synchronise(self) -> None:
-        for fast, slow in zip(self._params(), self.slow, strict=True):
-            slow.add_(fast - slow, alpha=self.alpha)
-            fast.copy_(slow)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "inner": self.inner.state_dict(),
-            "slow": [s.clone() for s in self.slow],
-            "counter": self.counter,
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state_dict["inner"])
-        slow = state_dict["slow"]
-        params = self._params()
-        if len(slow) != len(params):
-            raise ValueError(
-                f"Lookahead: state has {len(slow)} slow tensors for {len(params)} parameters"
-            )
-        self.slow = [
-            s.detach().to(device=p.device, dtype=p.dtype).clone()
-            for s, p in zip(slow, params, strict=True)
-        ]
-        self.counter = int(state_dict["counter"])
-
-    def __repr__(self) -> str:
-        return f"Lookahead(k={self.k}, alpha={self.alpha}, inner={self.inner!r})"

@@ -9,7 +9,8 @@ one object a trainer calls ``zero_grad()`` and ``step()`` on. It clips, steps an
 schedule in that order, and its ``state_dict`` holds all three, so a resumed run continues the
 same schedule.
 
-List what is available with ``python -m suite list optimizers`` and ``list schedules``.
+List what is available with ``python -m suite list optimizers``, ``list specs`` (the named
+specs in configs/optimizers/) and ``list schedules``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from torch import nn
 from torch.optim import lr_scheduler
 
 from suite.errors import ConfigError
-from suite.extra_optimizers import KFAC, Lookahead, RMSpropDeepMind
+from suite.optimizers.extra import LAMB, Lookahead, RMSpropDeepMind
+from suite.optimizers.kfac import KFACAdam, KFACNatural
 
 
 def _pytorch_optimizer(name: str):
@@ -41,24 +43,156 @@ def _pytorch_optimizer(name: str):
     return load
 
 
-# name -> optimizer class (or a loader for a slow-to-import one). Written by hand: this is the
-# whole list, and `suite list optimizers` prints it.
-OPTIMIZERS: dict[str, Any] = {
-    "sgd": torch.optim.SGD,  # momentum, nesterov via kwargs
-    "adagrad": torch.optim.Adagrad,
-    "adadelta": torch.optim.Adadelta,
-    "rmsprop": torch.optim.RMSprop,  # alpha, centered, momentum; eps sits outside the sqrt
-    "rmsprop_deepmind": RMSpropDeepMind,  # Nature DQN: centered, 0.01 inside the sqrt
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "nadam": torch.optim.NAdam,
-    "radam": torch.optim.RAdam,
-    "adamax": torch.optim.Adamax,
-    "adafactor": torch.optim.Adafactor,
-    "lamb": _pytorch_optimizer("Lamb"),
-    "adabelief": _pytorch_optimizer("AdaBelief"),
-    "kfac": KFAC,  # needs the role's modules, see suite/extra_optimizers.py
+@dataclass(frozen=True)
+class OptimizerRow:
+    """One row of the optimizer table."""
+
+    load: Any  # the class, or a function that imports it (pytorch-optimizer imports slowly)
+    source: str  # the paper and algorithm it implements
+    elementwise: bool = False  # each element's update depends only on its own history, so one
+    # optimizer over S stacked seeds equals S optimizers (suite run --stack-seeds)
+    needs_modules: bool = False  # built with the role's modules too (K-FAC's curvature hooks)
+    note: str = ""  # how the class and its defaults differ from the paper or reference code
+
+    def cls(self) -> type:
+        return self.load if isinstance(self.load, type) else self.load()
+
+
+# name -> row. Written by hand: this is the whole list, and `suite list optimizers` prints it.
+# Every row is checked against a float64 reference written from its source in
+# tests/test_optimizer_references.py.
+OPTIMIZERS: dict[str, OptimizerRow] = {
+    "sgd": OptimizerRow(
+        torch.optim.SGD,
+        "Robbins & Monro 1951; heavy-ball momentum (Polyak 1964) and Nesterov (Sutskever et al. "
+        "2013, eq. 3-4) via kwargs momentum, nesterov",
+        elementwise=True,
+        note="torch's momentum form: buf = m*buf + (1-dampening)*g, step lr*buf (Sutskever's "
+        "v = m*v - lr*g is the same for a constant lr); weight_decay is L2 added to g",
+    ),
+    "adagrad": OptimizerRow(
+        torch.optim.Adagrad,
+        "Duchi et al. 2011 (diagonal AdaGrad, eq. in §1.1)",
+        elementwise=True,
+        note="eps 1e-10 added outside the sqrt (the paper's delta); lr_decay 0 = the paper",
+    ),
+    "adadelta": OptimizerRow(
+        torch.optim.Adadelta,
+        "Zeiler 2012, Algorithm 1",
+        elementwise=True,
+        note="torch multiplies the step by lr (default 1.0 = the paper); rho 0.9 and eps 1e-6 "
+        "(the paper's experiments: rho 0.95, eps 1e-6)",
+    ),
+    "rmsprop": OptimizerRow(
+        torch.optim.RMSprop,
+        "Tieleman & Hinton 2012, Lecture 6.5; centered form: Graves 2013, §4",
+        elementwise=True,
+        note="eps outside the sqrt (Graves puts 1e-4 inside); alpha 0.99 (the lecture: 0.9)",
+    ),
+    "rmsprop_deepmind": OptimizerRow(
+        RMSpropDeepMind,
+        "Mnih et al. 2015 (Nature DQN), Extended Data Table 1 and NeuralQLearner.lua: centered, "
+        "eps inside the sqrt",
+        elementwise=True,
+        note="the Lua code's gradient is the SUM over its minibatch: on a mean loss over B "
+        "samples set loss_scale = B (eps acts as eps/B^2; B = 32 gives Dopamine's 1e-5)",
+    ),
+    "adam": OptimizerRow(
+        torch.optim.Adam,
+        "Kingma & Ba 2015, Algorithm 1",
+        elementwise=True,
+        note="eps added to sqrt(v_hat) as in Alg. 1; weight_decay is L2 added to g",
+    ),
+    "adamw": OptimizerRow(
+        torch.optim.AdamW,
+        "Loshchilov & Hutter 2019, Algorithm 2",
+        elementwise=True,
+        note="decay is lr * weight_decay * x (the paper: eta_t * lambda * x with eta_t the "
+        "schedule multiplier, lr folded in); weight_decay default 0.01",
+    ),
+    "nadam": OptimizerRow(
+        torch.optim.NAdam,
+        "Dozat 2016, Algorithm 2 (NAdam)",
+        elementwise=True,
+        note="mu_t = beta1 (1 - 0.5 * 0.96^(t * momentum_decay)) as Dozat's §3; the m EMA uses "
+        "beta1 where Alg. 2 uses mu_t (torch and Keras do so); lr 2e-3",
+    ),
+    "radam": OptimizerRow(
+        torch.optim.RAdam,
+        "Liu et al. 2020, Algorithm 2",
+        elementwise=True,
+        note="rectified when rho_t > 5 (the paper: > 4; the authors' code uses >= 5); otherwise "
+        "the un-adapted momentum step",
+    ),
+    "adamax": OptimizerRow(
+        torch.optim.Adamax,
+        "Kingma & Ba 2015, Algorithm 2 (AdaMax)",
+        elementwise=True,
+        note="u_t = max(beta2 u, |g| + eps): eps inside the max (the paper has none); lr 2e-3",
+    ),
+    "adafactor": OptimizerRow(
+        torch.optim.Adafactor,
+        "Shazeer & Stern 2018, Algorithms 4-5 with relative step sizes (§8, eq. 13)",
+        note="lr is a relative-step CAP, always on: step = min(lr, 1/sqrt(t)) * max(eps2, "
+        "RMS(x)) * u, so a zero tensor moves ~eps2 * lr (1e-3 * lr), not lr; torch has no "
+        "switch for absolute steps; no first moment (beta1 = 0), eps1 clamps v instead of "
+        "being added",
+    ),
+    "lamb": OptimizerRow(
+        LAMB,
+        "You et al. 2020, Algorithm 2 (phi = identity)",
+        note="zero-norm tensors take ratio 1, as the authors' tensorflow_addons code (Alg. 2 "
+        "literally gives 0); eps 1e-6; pytorch-optimizer's Lamb is not used (bias correction "
+        "outside the trust ratio)",
+    ),
+    "adabelief": OptimizerRow(
+        _pytorch_optimizer("AdaBelief"),
+        "Zhuang et al. 2020, Algorithm 2",
+        elementwise=True,
+        note="pytorch-optimizer's defaults: rectify=False (official adabelief-pytorch >= 0.1: "
+        "True), weight_decouple=True, eps 1e-16 added inside s_t as in Alg. 2",
+    ),
+    "kfac": OptimizerRow(
+        KFACNatural,
+        "Martens & Grosse 2015 §3-6; Grosse & Martens 2016 (conv); ACKTR, Wu et al. 2017 §3.1 "
+        "(eigen-damping, KL clip) and baselines acktr/kfac.py",
+        needs_modules=True,
+        note="empirical Fisher (not sampled targets); ACKTR defaults lr 0.25, momentum 0.9 as "
+        "MomentumOptimizer(lr*(1-m)), damping 0.01, stat_decay 0.99, kl_clip delta 5e-4",
+    ),
+    "kfac_adam": OptimizerRow(
+        KFACAdam,
+        "K-FAC preconditioner (Martens & Grosse 2015, §6.3 pi damping) in front of Adam",
+        needs_modules=True,
+        note="not a published algorithm: Adam's normalisation undoes most of the "
+        "preconditioning (first step lr * sign); empirical Fisher; no trust region",
+    ),
 }
+
+# Wrappers a spec adds around any row (spec key, not a name in OPTIMIZERS).
+WRAPPERS: dict[str, OptimizerRow] = {
+    "lookahead": OptimizerRow(
+        Lookahead,
+        "Zhang et al. 2019, Algorithm 1",
+        note="spec key `lookahead: {k, alpha}` around any optimizer; defaults k 5, alpha 0.5 "
+        "(the paper's); slow weights start at the initial parameters",
+    ),
+}
+
+
+def check_stackable(role: str, spec: OptimizerSpec) -> None:
+    """Raise ValueError unless one optimizer over stacked seeds trains each seed as alone."""
+    row = OPTIMIZERS.get(spec.optimizer)
+    if row is None or not row.elementwise:
+        stackable = [name for name, r in OPTIMIZERS.items() if r.elementwise]
+        raise ValueError(
+            f"{role}: optimizer {spec.optimizer!r} cannot train stacked seeds (its update has "
+            "per-tensor or cross-parameter terms, e.g. trust ratios, factored moments or "
+            "curvature blocks, that would mix seeds); train these seeds one by one. Stackable: "
+            + ", ".join(stackable)
+        )
+    if spec.kwargs.get("adanorm"):
+        raise ValueError(f"{role}: adanorm uses per-tensor gradient norms; cannot stack seeds")
 
 
 class WarmupCosineLR(lr_scheduler.LRScheduler):
@@ -154,8 +288,7 @@ _CUSTOM_NAME = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 def optimizer_class(name: str) -> type:
     """The class a spec's ``optimizer`` names; ConfigError listing the choices if unknown."""
     if name in OPTIMIZERS:
-        entry = OPTIMIZERS[name]
-        return entry if isinstance(entry, type) else entry()
+        return OPTIMIZERS[name].cls()
     if _CUSTOM_NAME.match(name):
         # A user's own class, imported only because the config names it explicitly.
         module_name, class_name = name.split(":")
@@ -175,12 +308,32 @@ def optimizer_class(name: str) -> type:
     )
 
 
-def _check_kwargs(callable_, kwargs: dict[str, Any], skip: set[str], key: str) -> None:
-    """Unknown keyword arguments are errors that list the valid ones (from the signature)."""
+def _named_parameters(callable_, skip: set[str]) -> tuple[list[str], bool]:
+    """The keyword names a callable accepts, and whether it also takes ``**kwargs``."""
     parameters = inspect.signature(callable_).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return
-    valid = [n for n, p in parameters.items() if n not in skip and p.kind is not p.VAR_POSITIONAL]
+    names = [
+        n
+        for n, p in parameters.items()
+        if n not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return names, any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def _check_kwargs(callable_, kwargs: dict[str, Any], skip: set[str], key: str, bases=()) -> None:
+    """Unknown keyword arguments are errors that list the valid ones (from the signatures).
+
+    :param bases: the classes ``callable_``'s ``**kwargs`` may reach (its class's MRO after
+        itself): their ``__init__`` names count as valid while each passes ``**kwargs`` on.
+    """
+    valid, var_keyword = _named_parameters(callable_, skip)
+    for base in bases:
+        # Follow **kwargs up the bases, to (not into) torch.optim.Optimizer, whose ``defaults``
+        # is no user setting; pytorch-optimizer's classes take **kwargs and ignore them.
+        if not var_keyword or base is torch.optim.Optimizer:
+            break
+        if "__init__" in vars(base):
+            names, var_keyword = _named_parameters(base.__init__, skip | {"defaults"})
+            valid += [n for n in names if n not in valid]
     for name in kwargs:
         if name not in valid:
             raise ConfigError(f"unknown argument {name!r}", key=f"{key}.{name}", choices=valid)
@@ -194,7 +347,13 @@ def validate_spec(spec: OptimizerSpec) -> None:
     fails now and not an hour into a grid.
     """
     cls = optimizer_class(spec.optimizer)
-    _check_kwargs(cls.__init__, spec.kwargs, {"self", "params", "lr", "modules"}, "kwargs")
+    _check_kwargs(
+        cls.__init__,
+        spec.kwargs,
+        {"self", "params", "lr", "modules"},
+        "kwargs",
+        bases=cls.__mro__[1:],
+    )
     if not (isinstance(spec.lr, (int, float)) and math.isfinite(spec.lr) and spec.lr >= 0):
         raise ConfigError(f"lr must be a finite number >= 0, got {spec.lr!r}", key="lr")
     if spec.clip_grad_norm is not None and not spec.clip_grad_norm > 0:
@@ -330,7 +489,9 @@ def build_role_optimizer(
     params = [p for p in params if p.requires_grad]
     cls = optimizer_class(spec.optimizer)
     kwargs = dict(spec.kwargs)
-    if getattr(cls, "requires_modules", False):
+    row = OPTIMIZERS.get(spec.optimizer)
+    # A user's class says so with a ``requires_modules = True`` class attribute.
+    if row.needs_modules if row else getattr(cls, "requires_modules", False):
         if not modules:
             raise ConfigError(
                 f"{spec.optimizer} needs modules, and role {role!r} has none", key="optimizer"
@@ -362,3 +523,14 @@ def check_roles(role_params: dict[str, list[torch.Tensor]], model_params: Iterab
     missing = [tuple(p.shape) for p in model_params if p.requires_grad and id(p) not in owner]
     if missing:
         raise AssertionError(f"parameters in no role: shapes {missing}")
+
+
+def role_details(optimizers: dict[str, Any]) -> dict[str, Any]:
+    """Each role's optimizer class, final lr and step count, as recorded in a result's details
+    (RoleOptimizers by role; shared by every trainer)."""
+    details: dict[str, Any] = {}
+    for role, optimizer in optimizers.items():
+        details[f"{role}_optimizer"] = type(optimizer.inner).__name__
+        details[f"{role}_lr_final"] = optimizer.lr
+        details[f"{role}_optimizer_steps"] = optimizer.steps
+    return details

@@ -1,4 +1,4 @@
-"""Verdicts on documented claims from bootstrap confidence intervals.
+"""Verdicts on documented claims from confidence intervals (Student-t; see suite/judge/stats.py).
 
 A claim compares arm A with arm B on one metric. It states an effect (absolute, A - B, or
 relative, mean(A) / mean(B) - 1: +0.22 = "22% higher"), an equivalence ("parity"), or an
@@ -6,8 +6,25 @@ absolute value for arm A ("IS 7.8"), and the metric has a direction: "higher" or
 better. A verdict compares the claim with the CI measured at some budget over n seeds per arm.
 
 Effect claims: labels by where the CI lies relative to 0 and to the claimed effect (a CI that
-excludes 0 is the bootstrap analogue of a significant test; cf. Agarwal et al., 2021, on reporting
-intervals rather than point estimates; Colas et al., 2018, on seeds).
+excludes 0 is a significant two-sided test at 1 - confidence; cf. Agarwal et al., 2021, on
+reporting intervals rather than point estimates; Colas et al., 2018, on seeds).
+
+Labels (:data:`VERDICTS`)
+-------------------------
+``reproduced``      the CI excludes 0 and lies within the claimed size's tolerance band
+                    [claimed / tolerance, claimed * tolerance] (default tolerance 2: a "+22%"
+                    is reproduced by a CI inside [+11%, +44%]); for parity, the (1 - 2 alpha) CI
+                    lies inside the margin (TOST, Lakens 2017); for a value, the CI contains it.
+``direction-only``  direction reproduced, size undetermined: the CI excludes 0 on the claimed
+                    side and contains the claimed size, but is too wide to fit the tolerance band.
+``weaker`` / ``stronger``  the CI excludes 0 and lies entirely below / above the claimed size.
+``contradicted``    the CI lies on the other side of 0 (for parity: entirely outside the margin).
+``inconclusive``    anything else; the reason always says why (CI contains 0, too few seeds,
+                    saturated, baseline degenerate, not comparable scales, undefined relative
+                    effect, censoring, ...).
+``not-run``         no results; ``smoke-only``: the smoke budget never yields a verdict.
+
+The precheck (not-run, smoke-only, too few seeds) is decided in one place, :func:`precheck`.
 
 Direction and sign convention
 -----------------------------
@@ -31,6 +48,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "DECIDED",
+    "DEFAULT_TOLERANCE",
     "DIRECTIONS",
     "MIN_SEEDS",
     "SMOKE_BUDGET",
@@ -38,18 +57,21 @@ __all__ = [
     "Direction",
     "Verdict",
     "direction_verdict",
+    "fmt_confidence",
     "equivalence_verdict",
     "judge_direction",
     "judge_effect",
     "judge_equivalence",
     "judge_value",
     "orient",
+    "precheck",
     "value_verdict",
     "verdict",
 ]
 
 VERDICTS: tuple[str, ...] = (
     "reproduced",
+    "direction-only",
     "weaker",
     "stronger",
     "contradicted",
@@ -60,9 +82,14 @@ VERDICTS: tuple[str, ...] = (
 Direction = Literal["higher", "lower"]
 DIRECTIONS: tuple[str, ...] = ("higher", "lower")
 SMOKE_BUDGET = "smoke"
-# With one seed per arm the bootstrap interval has zero width (stats.bootstrap_ci returns
-# (x, x)); it is not evidence, so fewer than MIN_SEEDS seeds is always "inconclusive".
-MIN_SEEDS = 2
+# A t interval needs n >= 2, but at n = 2 it has 1 df (t = 12.7) and one outlying seed decides
+# it; the quick budgets run 3 seeds. Fewer than MIN_SEEDS seeds per arm is always "inconclusive".
+MIN_SEEDS = 3
+# "reproduced" needs the CI inside [claimed / TOLERANCE, claimed * TOLERANCE]: a factor of 2
+# either way is as precise as a 3-10 seed proxy experiment can hope to pin a published effect.
+DEFAULT_TOLERANCE = 2.0
+# Labels that state a conclusion (what --until-decided stops on, and calibration counts).
+DECIDED: tuple[str, ...] = ("reproduced", "direction-only", "weaker", "stronger", "contradicted")
 
 
 @dataclass(frozen=True)
@@ -85,19 +112,39 @@ def _check_direction(direction: str) -> None:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 
 
-def _precheck(ci_low: float, ci_high: float, budget: str, n: int) -> str | None:
-    """The label decided before looking at the CI (smoke-only, not-run, too few seeds), or None.
+def precheck(budget: str, n: int, unit: str = "seeds per arm") -> Verdict | None:
+    """The one place that decides a verdict before any interval: not-run (n == 0), smoke-only
+    (the smoke budget), inconclusive (fewer than MIN_SEEDS seeds); None when the CI decides.
 
-    Also validates the CI once it matters: NaN endpoints with n >= MIN_SEEDS raise ValueError.
+    :param budget: budget name.
+    :param n: seeds behind the comparison (the smaller arm's count; 0 when an arm has no runs).
+    :param unit: how n is counted in the sentence ("seeds per arm", "seeds").
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    if budget == SMOKE_BUDGET:
-        return "smoke-only"
     if n == 0:
-        return "not-run"
+        return Verdict("not-run", budget, 0, f"not-run at {budget} budget: no seeds completed")
+    if budget == SMOKE_BUDGET:
+        return Verdict(
+            "smoke-only",
+            budget,
+            n,
+            f"smoke-only at {budget} budget, n={n} {unit}: a smoke run never yields a "
+            "reproduction verdict",
+        )
     if n < MIN_SEEDS:
-        return "inconclusive"
+        return Verdict(
+            "inconclusive", budget, n, f"{_head('inconclusive', budget, n, unit)}: " + _few_seeds(n)
+        )
+    return None
+
+
+def _precheck(ci_low: float, ci_high: float, budget: str, n: int) -> str | None:
+    """:func:`precheck`'s label, and the CI validated once it matters (NaN endpoints with
+    n >= MIN_SEEDS raise ValueError)."""
+    early = precheck(budget, n)
+    if early is not None:
+        return early.label
     if math.isnan(ci_low) or math.isnan(ci_high):
         raise ValueError(f"CI [{ci_low}, {ci_high}] is undefined for n={n} seeds")
     if ci_low > ci_high:
@@ -110,14 +157,10 @@ def _fmt(x: float) -> str:
 
 
 def _ci_text(ci_low: float, ci_high: float, confidence: float) -> str:
-    return f"{_fmt(100 * confidence)}% CI [{_fmt(ci_low)}, {_fmt(ci_high)}]"
+    return f"{fmt_confidence(confidence)} CI [{_fmt(ci_low)}, {_fmt(ci_high)}]"
 
 
 def _head(label: str, budget: str, n: int, unit: str) -> str:
-    if label == "smoke-only":
-        return f"smoke-only at {budget} budget, n={n} {unit}"
-    if label == "not-run":
-        return f"not-run at {budget} budget"
     return f"{label} at {budget} budget, n={n} {unit}"
 
 
@@ -147,15 +190,17 @@ def verdict(
     *,
     budget: str,
     n: int,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> str:
     """Label a claimed non-zero effect of A over B given the CI of the measured effect.
 
     Rules, in order (all comparisons inclusive at the claimed value, strict at 0):
-      budget "smoke" -> "smoke-only"; n == 0 -> "not-run"; n < MIN_SEEDS -> "inconclusive";
+      :func:`precheck` (not-run, smoke-only, fewer than MIN_SEEDS seeds);
       CI contains 0 -> "inconclusive";
       CI entirely on the other side of 0 from the claim -> "contradicted";
-      otherwise (same side) CI contains the claim -> "reproduced", CI entirely smaller in
-      magnitude -> "weaker", entirely larger -> "stronger".
+      otherwise (same side) CI entirely smaller in magnitude than the claim -> "weaker", entirely
+      larger -> "stronger"; CI within [claim / tolerance, claim * tolerance] -> "reproduced";
+      else (it contains the claim but is too wide) -> "direction-only".
 
     Args:
       effect_ci_low, effect_ci_high: CI of the measured effect, in the claim's units (see the
@@ -163,6 +208,7 @@ def verdict(
       claimed_effect: the claimed effect, non-zero (use :func:`equivalence_verdict` for 0).
       budget: budget name; "smoke" short-circuits.
       n: seeds per arm behind the CI.
+      tolerance: factor > 1 of the band around the claimed size that counts as reproduced.
 
     Returns:
       One of :data:`VERDICTS`.
@@ -171,6 +217,8 @@ def verdict(
         raise ValueError(f"claimed effect must be finite, got {claimed_effect}")
     if claimed_effect == 0:
         raise ValueError("a claimed effect of 0 is an equivalence claim: use equivalence_verdict")
+    if not (math.isfinite(tolerance) and tolerance > 1):
+        raise ValueError(f"tolerance must be a finite factor > 1, got {tolerance}")
     early = _precheck(effect_ci_low, effect_ci_high, budget, n)
     if early is not None:
         return early
@@ -186,19 +234,22 @@ def verdict(
         return "weaker"
     if low > size:
         return "stronger"
-    return "reproduced"
+    if size / tolerance <= low and high <= size * tolerance:
+        return "reproduced"
+    return "direction-only"
 
 
 def equivalence_verdict(ci_low: float, ci_high: float, margin: float, budget: str, n: int) -> str:
     """Label an equivalence claim ("parity", "one Adam equals two Adams") with margin ``margin``.
 
-    "reproduced" if the CI lies within [-margin, +margin] (the interval form of two one-sided
-    tests, Schuirmann, 1987), else "contradicted" if it excludes 0, else "inconclusive";
-    smoke-only / not-run / too few seeds as in :func:`verdict`.
+    Two one-sided tests (Schuirmann, 1987; Lakens, 2017) in interval form: pass the
+    (1 - 2 alpha) CI (90% for alpha = 0.05). "reproduced" if it lies within [-margin, +margin],
+    "contradicted" only if it lies entirely outside (above +margin or below -margin: a
+    difference larger than the margin is shown), else "inconclusive"; :func:`precheck` first.
 
     Args:
-      ci_low, ci_high: CI of the effect (A - B or A / B - 1); the check is symmetric, so
-        orientation does not matter.
+      ci_low, ci_high: (1 - 2 alpha) CI of the effect (A - B or A / B - 1); the check is
+        symmetric, so orientation does not matter.
       margin: largest effect still counted as "equal", > 0, in the same units.
       budget, n: as in :func:`verdict`.
     """
@@ -209,7 +260,7 @@ def equivalence_verdict(ci_low: float, ci_high: float, margin: float, budget: st
         return early
     if -margin <= ci_low and ci_high <= margin:
         return "reproduced"
-    if ci_low > 0.0 or ci_high < 0.0:
+    if ci_low > margin or ci_high < -margin:
         return "contradicted"
     return "inconclusive"
 
@@ -283,23 +334,31 @@ def judge_effect(
     budget: str,
     n: int,
     confidence: float = 0.95,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> Verdict:
     """:func:`verdict` plus a sentence, e.g. "inconclusive at quick budget, n=5 seeds per arm:
-    95% CI [-3.1, 12] contains 0". Values are quoted in the units given."""
-    label = verdict(ci_low, ci_high, claimed_effect, budget=budget, n=n)
+    95% CI [-3.1, 12] contains 0". Values are quoted in the units given; the CI's level is the
+    ``confidence`` given."""
+    early = precheck(budget, n)
+    if early is not None:
+        return early
+    label = verdict(ci_low, ci_high, claimed_effect, budget=budget, n=n, tolerance=tolerance)
     ci = _ci_text(ci_low, ci_high, confidence)
     claim = f"the claimed effect {_fmt(claimed_effect)}"
+    band = sorted((claimed_effect / tolerance, claimed_effect * tolerance))
     reason = {
-        "smoke-only": f"a smoke run never yields a reproduction verdict ({ci})",
-        "not-run": "no seeds completed",
-        "reproduced": f"{ci} excludes 0 and contains {claim}",
+        "reproduced": f"{ci} excludes 0 and lies within [{_fmt(band[0])}, {_fmt(band[1])}] "
+        f"({claim} within a factor {_fmt(tolerance)})",
+        "direction-only": f"direction reproduced, size undetermined: {ci} excludes 0 and "
+        f"contains {claim} but is not within [{_fmt(band[0])}, {_fmt(band[1])}] "
+        f"(a factor {_fmt(tolerance)})",
         "weaker": f"{ci} excludes 0 but is entirely smaller than {claim}",
         "stronger": f"{ci} excludes 0 and is entirely larger than {claim}",
         "contradicted": f"{ci} lies entirely on the opposite side of 0 from {claim}",
     }
     if label == "inconclusive":
-        reason_text = _few_seeds(n) if n < MIN_SEEDS else f"{ci} contains 0"
-        if n >= MIN_SEEDS and not min(ci_low, ci_high) <= claimed_effect <= max(ci_low, ci_high):
+        reason_text = f"{ci} contains 0"
+        if not min(ci_low, ci_high) <= claimed_effect <= max(ci_low, ci_high):
             # CLAIMS.md: "inconclusive" proper is a CI covering both 0 and the claimed effect;
             # one that excludes the claimed size says more, so the sentence says it.
             reason_text += (
@@ -317,24 +376,22 @@ def judge_equivalence(
     *,
     budget: str,
     n: int,
-    confidence: float = 0.95,
+    confidence: float = 0.90,
 ) -> Verdict:
-    """:func:`equivalence_verdict` plus a one-sentence reason."""
+    """:func:`equivalence_verdict` plus a one-sentence reason; ``confidence`` is the level of
+    the CI given (1 - 2 alpha: 0.90 for a 5% TOST)."""
+    early = precheck(budget, n)
+    if early is not None:
+        return early
     label = equivalence_verdict(ci_low, ci_high, margin, budget, n)
     ci = _ci_text(ci_low, ci_high, confidence)
     band = f"the equivalence margin +-{_fmt(margin)}"
-    reason = {
-        "smoke-only": f"a smoke run never yields a reproduction verdict ({ci})",
-        "not-run": "no seeds completed",
-        "reproduced": f"{ci} lies within {band}",
-        "contradicted": f"{ci} excludes 0 and is not within {band}",
-    }
-    if label == "inconclusive":
-        reason_text = (
-            _few_seeds(n) if n < MIN_SEEDS else f"{ci} contains 0 but is not within {band}"
-        )
-    else:
-        reason_text = reason[label]
+    tost = f" (TOST at alpha {_fmt((1 - confidence) / 2)})"
+    reason_text = {
+        "reproduced": f"{ci} lies within {band}{tost}",
+        "contradicted": f"{ci} lies entirely outside {band}",
+        "inconclusive": f"{ci} is neither within nor entirely outside {band}",
+    }[label]
     return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")
 
 
@@ -349,6 +406,9 @@ def judge_value(
     confidence: float = 0.95,
 ) -> Verdict:
     """:func:`value_verdict` plus a one-sentence reason."""
+    early = precheck(budget, n, "seeds")
+    if early is not None:
+        return early
     label = value_verdict(ci_low, ci_high, claimed_value, budget, n, direction)
     ci = _ci_text(ci_low, ci_high, confidence)
     value = f"the claimed value {_fmt(claimed_value)} ({direction} is better)"
@@ -356,12 +416,7 @@ def judge_value(
         side = "below" if ci_high < claimed_value else "above"
         reason_text = f"{ci} lies entirely {side} {value}"
     else:
-        reason_text = {
-            "smoke-only": f"a smoke run never yields a reproduction verdict ({ci})",
-            "not-run": "no seeds completed",
-            "reproduced": f"{ci} contains {value}",
-            "inconclusive": _few_seeds(n),
-        }[label]
+        reason_text = f"{ci} contains {value}"
     return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds')}: {reason_text}")
 
 
@@ -375,18 +430,24 @@ def judge_direction(
     confidence: float = 0.95,
 ) -> Verdict:
     """:func:`direction_verdict` plus a one-sentence reason."""
+    early = precheck(budget, n)
+    if early is not None:
+        return early
     label = direction_verdict(ci_low, ci_high, direction, budget, n)
     ci = _ci_text(ci_low, ci_high, confidence)
     favoured = "above" if direction == "higher" else "below"
     reason_text = {
-        "smoke-only": f"a smoke run never yields a reproduction verdict ({ci})",
-        "not-run": "no seeds completed",
         "reproduced": f"{ci} lies entirely {favoured} 0 ({direction} is better)",
         "contradicted": f"{ci} lies entirely on the unfavoured side of 0 ({direction} is better)",
-        "inconclusive": _few_seeds(n) if n < MIN_SEEDS else f"{ci} contains 0",
+        "inconclusive": f"{ci} contains 0",
     }[label]
     return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")
 
 
 def _few_seeds(n: int) -> str:
     return f"{n} seed(s) cannot support a confidence interval (need at least {MIN_SEEDS})"
+
+
+def fmt_confidence(confidence: float) -> str:
+    """ "95%", "90%", "98.33%": the level actually used, never a fixed "95%"."""
+    return f"{_fmt(100 * confidence)}%"

@@ -1,7 +1,7 @@
 """Run a grid on a Ray cluster: ``suite run NAME --executor ray [--address ADDRESS]``.
 
 Each run becomes one Ray task that calls the same per-run function as the local runner
-(suite.runner.execute_run), so a run trained on a cluster node is the run ``--executor local``
+(suite.run.worker.execute), so a run trained on a cluster node is the run ``--executor local``
 would have trained, and its ``result.json`` lands in the local results store.
 
 Who owns what:
@@ -10,7 +10,7 @@ Who owns what:
   run in ``index.sqlite`` before it submits it and records the outcome when the task returns, so
   resume works exactly as locally (finished runs are skipped, claims of a dead driver are taken
   over) and no worker ever opens SQLite over a network filesystem, where its locks are unreliable.
-  Inside a task, execute_run claims the run in a throwaway index in a scratch directory.
+  Inside a task, the worker claims the run in a throwaway index in a scratch directory.
 - **Run directories: shared when the worker sees the results directory, shipped otherwise.** The
   driver drops a fresh token file into the results directory. A worker that finds that token at
   the same absolute path (a shared filesystem mounted at the same path on every node, as on most
@@ -23,7 +23,7 @@ Who owns what:
   resubmitted by Ray up to ``max_retries`` times (Ray's ``max_retries``, system failures only).
   With a shared results directory the retry resumes from the run's last checkpoint. After the last
   retry the run is recorded as failed, like a local worker that died, and the grid goes on; the
-  next identical command tries it again. Exceptions inside training are not retried: execute_run
+  next identical command tries it again. Exceptions inside training are not retried: the worker
   records them as a failed (or diverged) run, as it does locally.
 
 One run per Ray worker process (``max_calls=1``), like the local runner's one spawned process per
@@ -51,8 +51,6 @@ DEFAULT_MAX_RETRIES = 3
 HEARTBEAT_EVERY_S = 60.0
 POLL_EVERY_S = 0.2
 TOKEN_PREFIX = ".ray-driver-"
-
-EXECUTORS = ("local", "ray")
 
 
 def import_ray():
@@ -98,7 +96,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 
 
 class _Events:
-    """The events queue execute_run expects, forwarding to the driver's sink actor.
+    """The events queue the worker expects, forwarding to the driver's sink actor.
 
     ``put`` does not wait for the driver (fire and forget); calls from one worker reach the actor
     in order, and ``flush`` waits for the last one so a run's "end" event is in before it returns.
@@ -160,15 +158,16 @@ def run_on_worker(
     sink=None,
     force_ship: bool = False,
 ) -> tuple[str, bytes | None, str]:
-    """One run on a Ray worker: execute_run in a scratch index. Returns (status, shipped run
-    directory or None when it was trained in place, worker host name).
+    """One run on a Ray worker: suite.run.worker.execute in a scratch index. Returns (status,
+    shipped run directory or None when it was trained in place, worker host name).
 
     :param run_path: the run's directory in the driver's store (absolute).
     :param run_files: the run directory's files on the driver (pack_directory), used when this
         worker does not see the results directory.
     :param force_ship: ship even if the results directory is visible (tests of the shipped path).
     """
-    from suite.runner import execute_run, resolve_device
+    from suite.run.device import resolve_device
+    from suite.run.worker import WorkerJob, execute
 
     run = RunSpec.from_dict(run_data)
     device = resolve_device(device)
@@ -188,7 +187,8 @@ def run_on_worker(
             unpack_directory(run_files, run_dir)
         scratch.register([run])
         events = _Events(sink) if sink is not None else None
-        status = execute_run(run_data, str(scratch_root), device, threads, events)
+        job = WorkerJob([run_data], str(scratch_root), device, threads, events=events)
+        (status,) = execute(job)
         if events is not None:
             events.flush()
         return status, None if shared else pack_directory(run_dir), socket.gethostname()
@@ -244,7 +244,7 @@ def run_grid_ray(
     gpus_per_run: float = 1.0,
     force_ship: bool = False,
 ) -> dict[str, int]:
-    """Run every unfinished run as a Ray task. Returns counts by status, like runner.run_grid.
+    """Run every unfinished run as a Ray task. Returns counts by status, like suite.run.local.run_grid.
 
     :param device: ``cpu``, ``cuda`` or ``auto`` (the cluster's GPUs if it has any).
     :param workers: runs in flight at once; default: the cluster's CPUs / ``threads``.
@@ -355,3 +355,10 @@ def _collect(
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
+
+
+def execute_grid(runs: list[RunSpec], store: Store, settings, display) -> dict[str, int]:
+    """The executor interface (suite/run/__init__.py): ``run_grid_ray`` with ``settings``."""
+    return run_grid_ray(
+        runs, store, settings.device, settings.threads, display, settings.address, settings.workers
+    )

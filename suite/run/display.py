@@ -25,23 +25,34 @@ class _RunState:
 class Display:
     """Plain display: a line per finished run."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, notes: dict[str, str] | None = None):
+        """:param notes: arm -> what ``--set`` changed in it, shown beside its runs' labels."""
         self.stream = stream or sys.stdout
+        self.notes = notes or {}
         self.total = self.done = self.failed = self.diverged = 0
         self.running: dict[str, _RunState] = {}
         self.labels: dict[str, str] = {}
+        self.arms: dict[str, str] = {}
         self.started = time.monotonic()
         self.durations: list[float] = []
 
     def begin(self, runs, done: int) -> None:
         self.total, self.done = len(runs), done
-        self.labels = {r.run_id: r.label for r in runs}
+        self.arms = {r.run_id: r.arm for r in runs}
+        self.labels = {r.run_id: self._label(r.label, r.arm) for r in runs}
         if done:
             self._print(f"{done} of {len(runs)} runs already finished; running the rest")
 
+    def _label(self, label: str, arm: str) -> str:
+        return f"{label} ({self.notes[arm]})" if self.notes.get(arm) else label
+
     def event(self, kind: str, run_id: str, payload: dict[str, Any]) -> None:
         if kind == "start":
-            self.running[run_id] = _RunState(payload.get("label", self.labels.get(run_id, run_id)))
+            label = payload.get("label", self.labels.get(run_id, run_id))
+            self.running[run_id] = _RunState(self._label(label, self.arms.get(run_id, "")))
+        elif kind == "resumed":
+            label = self.labels.get(run_id, run_id)
+            self._print(f"{label}: resumed from {payload.get('checkpoint', 'its checkpoint')}")
         elif kind == "progress" and run_id in self.running:
             state = self.running[run_id]
             state.step = payload.get("step", state.step)
@@ -93,8 +104,8 @@ class Display:
 class LiveDisplay(Display):
     """Rich live view for terminals."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, notes: dict[str, str] | None = None):
+        super().__init__(notes=notes)
         from rich.console import Console
         from rich.live import Live
 
@@ -145,6 +156,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def make_display(live: bool | None = None) -> Display:
+def make_display(live: bool | None = None, notes: dict[str, str] | None = None) -> Display:
     live = sys.stdout.isatty() if live is None else live
-    return LiveDisplay() if live else Display()
+    return LiveDisplay(notes=notes) if live else Display(notes=notes)

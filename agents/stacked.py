@@ -1,0 +1,831 @@
+"""Many seeds of one SAC or DQN arm in one process (``suite run --stack-seeds``).
+
+One stable-baselines3 run is one process doing tiny updates; most of its time is Python and
+per-call overhead, not arithmetic. Here the S seeds of an arm train together: every network is
+one set of weight tensors with a leading seed dimension, run by batched matrix products
+(``torch.baddbmm``), so acting is one forward for all seeds and one update trains every seed and
+role. Each seed keeps its own weights, target networks, optimizer state, replay buffer (one
+preallocated tensor per field, seed-major), environment (one ``gymnasium.vector.SyncVectorEnv``
+over the seeds' own environments, each made and seeded by agents/common.py ``make_env`` as its
+lone run's is), evaluation environment and random stream. Nothing is shared between seeds but the
+kernels: seed i of a stack trains as a stack of one seed i (tests/test_rl_stacked.py).
+
+**This is not stable-baselines3.** It is the suite's own SAC and DQN, written to follow SB3's
+algorithms and defaults (CleanRL's ``sac_continuous_action.py`` and ``dqn.py`` are the compact
+references), and results record ``details.implementation`` so a reader can tell them apart:
+
+- SAC (Haarnoja et al. 2018a/b; SB3 ``SAC.train``): twin Q-networks and their Polyak-averaged
+  targets (tau), actor with a state-dependent Gaussian, log std clamped to [-20, 2], tanh
+  squashing with the log-probability correction ``log(1 - tanh(u)^2 + 1e-6)``, learned entropy
+  coefficient towards target entropy -dim(A) (``ent_coef: auto``; its loss and step come first,
+  as in SB3), critic loss 0.5 * the sum of the two MSEs, actor loss ``alpha log pi - min Q``,
+  uniformly random actions for ``learning_starts`` steps, ``gradient_steps`` updates every
+  ``train_freq`` steps once past ``learning_starts``.
+- DQN (Mnih et al. 2015; SB3 ``DQN``): epsilon linear from 1 to ``exploration_final_eps`` over
+  ``exploration_fraction`` of the budget, random actions before ``learning_starts``, target copy
+  every ``target_update_interval`` environment steps, Huber or MSE TD loss, MLP or MinAtar
+  Q-network (agents/networks.py: conv 16x3x3 as one grouped convolution over the seeds).
+- Shared with the lone trainers: the Config classes (experiment files work unchanged), the role
+  specs (class, lr, schedule, Lookahead, clipping, per seed), the evaluation protocol
+  (agents/common.py: greedy episodes on an environment seeded ``eval_seed(seed)``, every
+  ``eval_every`` steps, reset at the start of each evaluation) and the final metrics
+  (``final_metrics``), under the same metric names.
+
+Differences from SB3, known and accepted: the initial weights are drawn from each seed's own
+generator (PyTorch's default Linear initialization, the distribution SB3's SAC and DQN networks
+use, but not SB3's draws); replay indices and policy noise come from that generator, not numpy's
+global one; the first observation comes from a second (unseeded) reset after ``make_env``'s seeded
+one; SB3's ``optimize_memory_usage`` and n-step returns are not implemented. DQN stacks MLP and
+MinAtar Q-networks; the Nature CNN (Atari) is refused. A diverged seed is detected at the next
+evaluation (parameters and last losses), where the lone DQN stops at the first non-finite TD
+loss. K-FAC (the ``kfac`` and ``kfac_adam`` rows) is batched over the seeds
+(agents/stacked_kfac.py); other optimizers that mix seeds are refused (suite/optimizers:
+``check_stackable``), as is K-FAC on the MinAtar CNN.
+
+Checkpoints are per seed, in this module's format (``stack-checkpoint.pt`` and
+``stack-envs.pkl`` in the seed's run directory): an interrupted stack resumes stacked (seeds at
+different steps as separate stacks); a seed run later without ``--stack-seeds`` starts afresh,
+since the lone trainer's checkpoint is an SB3 model.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from stable_baselines3.common.monitor import Monitor
+
+from agents import dqn, sac, stacked_kfac
+from agents.common import eval_seed, final_metrics, make_env
+from agents.envs import describe
+from suite.errors import ConfigError
+from suite.optimizers import OptimizerSpec, role_details
+from suite.result import Result
+from suite.run.context import Diverged, RunContext
+from suite.run.stacking import (
+    LeadingSeedDimension,
+    StackedOptimizer,
+    continuing_stream,
+    joined_optimizer_state,
+    lone_rng,
+    seed_optimizer_state,
+    stack_details,
+    stacked_role_optimizers,
+)
+from suite.store import write_atomic
+
+IMPLEMENTATION = (
+    "suite stacked {algo} (agents/stacked.py): SB3's algorithm and defaults re-implemented over "
+    "a seed dimension with batched matmuls; not stable-baselines3"
+)
+CHECKPOINT = "stack-checkpoint.pt"
+ENVS = "stack-envs.pkl"
+# SB3's Actor: LOG_STD_MIN, LOG_STD_MAX (sac/policies.py); SquashedDiagGaussian's epsilon.
+LOG_STD_MIN, LOG_STD_MAX, SQUASH_EPS = -20.0, 2.0, 1e-6
+# agents/networks.py MinAtarCNN: 16 filters, 128 features (Young & Tian 2019, §4).
+MINATAR_FILTERS, MINATAR_FEATURES = 16, 128
+
+
+# --- stacked networks -------------------------------------------------------------------------
+
+
+class StackedMLP(LeadingSeedDimension):
+    """``members`` MLPs per seed (SAC's twin critics: 2), ReLU between layers, as weight tensors
+    of shape (S, members, fan_in, fan_out) and biases (S, members, 1, fan_out).
+
+    Each seed's weights are drawn from its own generator with PyTorch's default Linear
+    initialization (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias), seed by seed, so a
+    seed's draws do not depend on the other seeds of the stack.
+    """
+
+    def __init__(self, sizes: list[int], members: int, generators: list[torch.Generator], device):
+        self.seeds, self.members, self.sizes = len(generators), members, sizes
+        self.weights: list[torch.Tensor] = []
+        self.biases: list[torch.Tensor] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1.0 / math.sqrt(fan_in)
+            w, b = [], []
+            for g in generators:
+                w.append(_uniform((members, fan_in, fan_out), bound, g, device))
+                b.append(_uniform((members, 1, fan_out), bound, g, device))
+            self.weights.append(torch.stack(w).requires_grad_())
+            self.biases.append(torch.stack(b).requires_grad_())
+        # K-FAC's statistics of the forwards that train this MLP (agents/stacked_kfac.py).
+        self.capture = stacked_kfac.Capture(len(self.weights))
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
+
+    def forward(self, x: torch.Tensor, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """x (S, members, B, fan_in) -> (S, members, B, fan_out); ``params``: other weights of
+        the same layout (a target network)."""
+        params = self.parameters() if params is None else params
+        seeds, members, batch = x.shape[:3]
+        h = x.reshape(seeds * members, batch, -1)
+        layers = len(params) // 2
+        for index in range(layers):
+            w, b = params[2 * index], params[2 * index + 1]
+            inputs = h
+            h = torch.baddbmm(
+                b.reshape(seeds * members, 1, -1), h, w.reshape(seeds * members, *w.shape[2:])
+            )
+            self.capture.record(index, inputs, h)
+            if index < layers - 1:
+                h = torch.relu(h)
+        return h.reshape(seeds, members, batch, -1)
+
+
+class StackedConv(LeadingSeedDimension):
+    """S convolutions (3x3, stride 1, no padding, then ReLU) as one grouped convolution over
+    seed-major channels, on channels-last frames (MinAtar's); PyTorch's default Conv2d
+    initialization from each seed's generator."""
+
+    def __init__(self, channels: int, filters: int, generators: list[torch.Generator], device):
+        self.seeds, self.channels, self.filters = len(generators), channels, filters
+        bound = 1.0 / math.sqrt(channels * 9)
+        w, b = [], []
+        for g in generators:
+            w.append(_uniform((filters, channels, 3, 3), bound, g, device))
+            b.append(_uniform((filters,), bound, g, device))
+        self.weight = torch.stack(w).requires_grad_()
+        self.bias = torch.stack(b).requires_grad_()
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.weight, self.bias]
+
+    def forward(self, frames: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+        """frames (S, B, H, W, C) -> flattened features (S, B, filters * (H-2) * (W-2)), in
+        the order of nn.Flatten on one seed's (filters, H-2, W-2) output."""
+        weight, bias = params
+        seeds, batch, height, width, channels = frames.shape
+        x = frames.float().permute(1, 0, 4, 2, 3).reshape(batch, seeds * channels, height, width)
+        y = F.conv2d(x, weight.reshape(-1, channels, 3, 3), bias.reshape(-1), groups=seeds)
+        y = torch.relu(y).reshape(batch, seeds, -1)
+        return y.transpose(0, 1)
+
+
+def _uniform(shape, bound: float, generator: torch.Generator, device) -> torch.Tensor:
+    return (torch.rand(shape, generator=generator, device=device) * 2 - 1) * bound
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+
+class Replay:
+    """One replay buffer per seed: a preallocated tensor per field with a seed dimension.
+
+    As SB3's ReplayBuffer (one env): circular over ``capacity`` transitions, ``done`` is the
+    termination flag (a time-limit truncation is not a terminal state: SB3's
+    ``handle_timeout_termination``) and ``next_obs`` the episode's last observation at its end.
+    """
+
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "dones")
+
+    def __init__(self, seeds: int, capacity: int, obs_space, action_shape, action_dtype, device):
+        # Boolean / byte frames (MinAtar, Atari) are stored as bytes, as SB3 stores the space's
+        # dtype: a float copy of 100k MinAtar frames per seed would take 160 MB.
+        compact = np.dtype(obs_space.dtype) in (np.dtype(bool), np.dtype(np.uint8))
+        obs_dtype = torch.uint8 if compact else torch.float32
+        self.capacity, self.pos, self.full, self.device = capacity, 0, False, device
+        self.obs = torch.zeros((seeds, capacity, *obs_space.shape), dtype=obs_dtype, device=device)
+        self.next_obs = torch.zeros_like(self.obs)
+        self.actions = torch.zeros(
+            (seeds, capacity, *action_shape), dtype=action_dtype, device=device
+        )
+        self.rewards = torch.zeros((seeds, capacity), device=device)
+        self.dones = torch.zeros((seeds, capacity), device=device)
+
+    def add(self, obs, actions, rewards, next_obs, dones) -> None:
+        for name, value in zip(self.FIELDS, (obs, actions, rewards, next_obs, dones), strict=True):
+            target = getattr(self, name)
+            target[:, self.pos] = torch.as_tensor(np.asarray(value), device=self.device).to(
+                target.dtype
+            )
+        self.pos = (self.pos + 1) % self.capacity
+        self.full = self.full or self.pos == 0
+
+    def size(self) -> int:
+        return self.capacity if self.full else self.pos
+
+    def sample(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The transitions at ``index`` (S, B): seed s's batch from seed s's buffer."""
+        rows = torch.arange(index.shape[0], device=index.device)[:, None]
+        batch = [getattr(self, name)[rows, index] for name in self.FIELDS]
+        batch[0], batch[3] = batch[0].float(), batch[3].float()
+        return tuple(batch)
+
+    def seed_state(self, i: int) -> dict[str, Any]:
+        stored = {name: getattr(self, name)[i, : self.size()].cpu().clone() for name in self.FIELDS}
+        return {**stored, "pos": self.pos, "full": self.full}
+
+    def load(self, states: list[dict[str, Any]]) -> None:
+        self.pos, self.full = states[0]["pos"], states[0]["full"]
+        for name in self.FIELDS:
+            target = getattr(self, name)
+            for i, state in enumerate(states):
+                target[i, : len(state[name])] = state[name].to(self.device)
+
+
+def sample_indices(replay: Replay, batch: int, generators: list[torch.Generator]) -> torch.Tensor:
+    """Each seed's batch indices from its own generator (S, B)."""
+    return torch.stack(
+        [
+            torch.randint(0, replay.size(), (batch,), generator=g, device=replay.device)
+            for g in generators
+        ]
+    )
+
+
+# --- SAC --------------------------------------------------------------------------------------
+
+
+class SacStack(LeadingSeedDimension):
+    """S SACs: actor, twin critics, their targets, the entropy coefficient (SB3 ``SAC``)."""
+
+    algo = "SAC"
+
+    def __init__(self, config: sac.Config, obs_space, action_space, generators, device):
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ConfigError("SAC needs a continuous (Box) action space", key="task.env_id")
+        self.config, self.generators, self.device = config, generators, device
+        self.seeds = len(generators)
+        obs_dim, self.act_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
+        hidden = list(config.net_arch)
+        # The actor's mean and log-std heads as one layer of 2*dim(A) outputs: the same
+        # initialization distribution as SB3's two Linear heads (same fan-in).
+        self.actor = StackedMLP([obs_dim, *hidden, 2 * self.act_dim], 1, generators, device)
+        self.critic = StackedMLP([obs_dim + self.act_dim, *hidden, 1], 2, generators, device)
+        self.critic_target = [p.detach().clone() for p in self.critic.parameters()]
+        self.log_ent_coef = None
+        if config.ent_coef == "auto":
+            init = math.log(config.ent_coef_init)
+            self.log_ent_coef = torch.full((self.seeds,), init, device=device).requires_grad_()
+        self.target_entropy = -float(self.act_dim)
+        self.low_np = action_space.low.astype(np.float32)
+        self.high_np = action_space.high.astype(np.float32)
+        self.low = torch.as_tensor(self.low_np, device=device)
+        self.high = torch.as_tensor(self.high_np, device=device)
+        self.last_losses: dict[str, torch.Tensor] = {}
+
+    def role_parameters(self) -> dict[str, list[torch.Tensor]]:
+        roles = {"actor": self.actor.parameters(), "critic": self.critic.parameters()}
+        if self.log_ent_coef is not None:
+            roles["entropy"] = [self.log_ent_coef]
+        return roles
+
+    def role_mlps(self) -> dict[str, list[StackedMLP]]:
+        """The layers K-FAC may precondition, per role."""
+        return {"actor": [self.actor], "critic": [self.critic]}
+
+    def weights(self) -> dict[str, list[torch.Tensor]]:
+        """Everything a checkpoint holds besides the optimizers (stacked tensors)."""
+        return {**self.role_parameters(), "critic_target": self.critic_target}
+
+    def ent_coef(self) -> torch.Tensor:
+        if self.log_ent_coef is None:
+            return torch.full((self.seeds,), float(self.config.ent_coef), device=self.device)
+        return self.log_ent_coef.detach().exp()
+
+    def action_log_prob(self, obs: torch.Tensor, noise: torch.Tensor):
+        """Squashed Gaussian actions in [-1, 1] (S, B, A) and their log-probabilities (S, B)."""
+        out = self.actor.forward(obs[:, None])[:, 0]
+        mean, log_std = out.split(self.act_dim, dim=-1)
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        gaussian = mean + log_std.exp() * noise
+        action = torch.tanh(gaussian)
+        # Normal log-density at mean + std * noise, then the tanh change of variables
+        # (Haarnoja et al. 2018a, Appendix C; SB3 SquashedDiagGaussianDistribution.log_prob).
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - torch.log(1 - action.pow(2) + SQUASH_EPS).sum(-1)
+        return action, log_prob
+
+    def q_values(self, obs, actions, params=None) -> torch.Tensor:
+        """Both critics' values (S, 2, B)."""
+        x = torch.cat([obs, actions], dim=-1)[:, None].expand(-1, 2, -1, -1)
+        return self.critic.forward(x, params)[..., 0]
+
+    def act(self, obs: torch.Tensor, step: int, spaces) -> tuple[np.ndarray, np.ndarray]:
+        """(actions for the envs, actions for the buffer: scaled to [-1, 1])."""
+        if step < self.config.learning_starts:
+            env_actions = np.stack([space.sample() for space in spaces]).astype(np.float32)
+            scaled = 2.0 * (env_actions - self.low_np) / (self.high_np - self.low_np) - 1.0
+            return env_actions, scaled
+        noise = torch.stack(
+            [
+                torch.randn((1, self.act_dim), generator=g, device=self.device)
+                for g in self.generators
+            ]
+        )
+        with torch.no_grad():
+            action, _ = self.action_log_prob(obs[:, None], noise)
+        return self.unscale(action[:, 0]), action[:, 0].cpu().numpy()
+
+    def greedy(self, obs: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            mean = self.actor.forward(obs[:, None, None])[:, 0, 0, : self.act_dim]
+        return self.unscale(torch.tanh(mean))
+
+    def unscale(self, action: torch.Tensor) -> np.ndarray:
+        return (self.low + 0.5 * (action + 1.0) * (self.high - self.low)).cpu().numpy()
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def update(self, replay: Replay, optimizers: dict[str, StackedOptimizer]) -> None:
+        """One gradient step of every seed (SB3 ``SAC.train``, one iteration); each seed's loss
+        is a mean over its own batch, and the seeds' losses are summed: the gradient of the sum
+        for seed i's parameters is seed i's own gradient."""
+        config = self.config
+        index = sample_indices(replay, config.batch_size, self.generators)
+        noise = torch.stack(
+            [
+                torch.randn((2, config.batch_size, self.act_dim), generator=g, device=self.device)
+                for g in self.generators
+            ]
+        )
+        obs, actions, rewards, next_obs, dones = replay.sample(index)
+        with self.actor.capture.capturing():
+            actions_pi, log_prob = self.action_log_prob(obs, noise[:, 0])
+        ent_coef = self.ent_coef()  # before the entropy step, as SB3
+        if self.log_ent_coef is not None:
+            target = (log_prob + self.target_entropy).detach()
+            ent_loss = -(self.log_ent_coef[:, None] * target).mean(1)
+            _step(optimizers["entropy"], ent_loss)
+            self.last_losses["entropy"] = ent_loss.detach()
+        with torch.no_grad():
+            next_actions, next_log_prob = self.action_log_prob(next_obs, noise[:, 1])
+            next_q = self.q_values(next_obs, next_actions, self.critic_target).min(1).values
+            next_q = next_q - ent_coef[:, None] * next_log_prob
+            target_q = rewards + (1 - dones) * config.gamma * next_q
+        with self.critic.capture.capturing():
+            current_q = self.q_values(obs, actions)
+        critic_loss = 0.5 * (current_q - target_q[:, None]).pow(2).mean(2).sum(1)
+        _step(optimizers["critic"], critic_loss)
+        # Through frozen critic weights: the actor's loss needs dQ/da only. SB3 also fills the
+        # critic's .grad here, which its next zero_grad discards; skipping it saves a third of
+        # the critic's backward work.
+        frozen = [p.detach() for p in self.critic.parameters()]
+        min_q_pi = self.q_values(obs, actions_pi, frozen).min(1).values
+        actor_loss = (ent_coef[:, None] * log_prob - min_q_pi).mean(1)
+        _step(optimizers["actor"], actor_loss)
+        with torch.no_grad():  # SB3 polyak_update: target = (1 - tau) target + tau online
+            for t, p in zip(self.critic_target, self.critic.parameters(), strict=True):
+                t.mul_(1 - config.tau).add_(p, alpha=config.tau)
+        self.last_losses.update(critic=critic_loss.detach(), actor=actor_loss.detach())
+
+    def seed_details(self, i: int) -> dict[str, Any]:
+        details: dict[str, Any] = {"ent_coef": self.config.ent_coef}
+        if self.log_ent_coef is not None:
+            details["ent_coef_final"] = float(self.log_ent_coef[i].detach().exp())
+        return details
+
+
+# --- DQN --------------------------------------------------------------------------------------
+
+
+class DqnStack(LeadingSeedDimension):
+    """S DQNs: Q-network and target network (SB3 ``DQN``, MLP policy)."""
+
+    algo = "DQN"
+
+    def __init__(self, config: dqn.Config, obs_space, action_space, generators, device):
+        if config.network not in ("mlp", "minatar_cnn"):
+            raise ConfigError(
+                f"--stack-seeds: DQN stacks MLP and MinAtar Q-networks, not {config.network!r}",
+                key="task.network",
+                choices=["mlp", "minatar_cnn"],
+            )
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ConfigError("DQN needs a Discrete action space", key="task.env_id")
+        self.config, self.generators, self.device = config, generators, device
+        self.seeds, self.n_actions = len(generators), int(action_space.n)
+        self.conv = None
+        if config.network == "minatar_cnn":
+            # agents/networks.py MinAtarCNN: conv 16 x 3x3 -> ReLU -> FC 128 -> ReLU, then the
+            # head (Young & Tian 2019, §4); the FC and head are the MLP below.
+            self.conv = StackedConv(obs_space.shape[-1], MINATAR_FILTERS, generators, device)
+            height, width = obs_space.shape[:2]
+            sizes = [MINATAR_FILTERS * (height - 2) * (width - 2), MINATAR_FEATURES]
+        else:
+            sizes = [int(np.prod(obs_space.shape))]
+        self.q = StackedMLP([*sizes, *config.net_arch, self.n_actions], 1, generators, device)
+        self.q_target = [p.detach().clone() for p in self.parameters()]
+        self.last_losses: dict[str, torch.Tensor] = {}
+
+    def parameters(self) -> list[torch.Tensor]:
+        conv = [] if self.conv is None else self.conv.parameters()
+        return [*conv, *self.q.parameters()]
+
+    def role_parameters(self) -> dict[str, list[torch.Tensor]]:
+        return {"q": self.parameters()}
+
+    def role_mlps(self) -> dict[str, list[StackedMLP]]:
+        # K-FAC on the MinAtar network would need the convolution's factors too: not stacked.
+        return {"q": [self.q]} if self.conv is None else {}
+
+    def weights(self) -> dict[str, list[torch.Tensor]]:
+        return {"q": self.parameters(), "q_target": self.q_target}
+
+    def q_values(self, obs: torch.Tensor, params=None) -> torch.Tensor:
+        """(S, B, actions) for observations (S, B, *obs_shape)."""
+        params = self.parameters() if params is None else params
+        if self.conv is not None:
+            features = self.conv.forward(obs, params[:2])
+            return self.q.forward(features[:, None], params[2:])[:, 0]
+        return self.q.forward(obs.flatten(2)[:, None], params)[:, 0]
+
+    def exploration_rate(self, step: int) -> float:
+        """SB3's linear schedule from 1 to ``exploration_final_eps`` over the first
+        ``exploration_fraction`` of ``total_timesteps`` (``get_linear_fn``)."""
+        config = self.config
+        progress = step / config.total_timesteps
+        if progress > config.exploration_fraction:
+            return config.exploration_final_eps
+        return 1.0 + progress * (config.exploration_final_eps - 1.0) / config.exploration_fraction
+
+    def act(self, obs: torch.Tensor, step: int, spaces) -> tuple[np.ndarray, np.ndarray]:
+        if step < self.config.learning_starts:
+            actions = np.array([space.sample() for space in spaces])
+            return actions, actions
+        epsilon = self.exploration_rate(step)
+        draws = torch.stack(
+            [torch.rand((), generator=g, device=self.device) for g in self.generators]
+        )
+        with torch.no_grad():
+            greedy = self.q_values(obs[:, None])[:, 0].argmax(-1)
+        greedy, draws = greedy.cpu().numpy(), draws.cpu().numpy()
+        actions = np.array(
+            [
+                space.sample() if u < epsilon else a
+                for u, a, space in zip(draws, greedy, spaces, strict=True)
+            ]
+        )
+        return actions, actions
+
+    def greedy(self, obs: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return self.q_values(obs[:, None])[:, 0].argmax(-1).cpu().numpy()
+
+    def after_step(self, step: int) -> None:
+        # SB3 DQN._on_step: a hard target copy every target_update_interval environment steps.
+        if step % self.config.target_update_interval == 0:
+            with torch.no_grad():
+                for t, p in zip(self.q_target, self.parameters(), strict=True):
+                    t.copy_(p)
+
+    def update(self, replay: Replay, optimizers: dict[str, StackedOptimizer]) -> None:
+        """One gradient step of every seed (agents/dqn.py ``SuiteDQN.train``, one iteration)."""
+        config = self.config
+        index = sample_indices(replay, config.batch_size, self.generators)
+        obs, actions, rewards, next_obs, dones = replay.sample(index)
+        with torch.no_grad():
+            next_q = self.q_values(next_obs, self.q_target).max(-1).values
+            target_q = rewards + (1 - dones) * config.gamma * next_q
+        with self.q.capture.capturing():
+            current_q = self.q_values(obs).gather(-1, actions.long()[..., None])[..., 0]
+        if config.loss == "huber":
+            losses = F.smooth_l1_loss(current_q, target_q, reduction="none").mean(1)
+        else:
+            losses = F.mse_loss(current_q, target_q, reduction="none").mean(1)
+        _step(optimizers["q"], losses)
+        self.last_losses["q"] = losses.detach()
+
+    def seed_details(self, i: int) -> dict[str, Any]:
+        return {"loss": self.config.loss, "network": self.config.network,
+                "env_kwargs": self.config.env_kwargs}  # fmt: skip
+
+
+def build_optimizers(algo, specs: dict[str, OptimizerSpec]) -> dict[str, StackedOptimizer]:
+    """Each role's optimizer over its stacked parameters: elementwise ones as the other stacks
+    build them (suite/run/stacking.py), K-FAC batched over the seeds (agents/stacked_kfac.py);
+    gradient-norm clipping per seed either way."""
+    optimizers = {}
+    for role, params in algo.role_parameters().items():
+        spec = specs[role]
+        if not stacked_kfac.is_kfac(spec):
+            optimizers.update(stacked_role_optimizers({role: params}, algo.seeds, {role: spec}))
+            continue
+        mlps = algo.role_mlps().get(role)
+        if not mlps:
+            raise ValueError(f"{role}: K-FAC has no stacked layers to precondition here")
+        for mlp in mlps:
+            mlp.capture.enabled = True
+        unclipped = replace(spec, clip_grad_norm=None)
+        inner = stacked_kfac.build_kfac_role(role, unclipped, mlps, algo.seeds)
+        optimizers[role] = StackedOptimizer(inner, algo.seeds, spec.clip_grad_norm)
+    return optimizers
+
+
+def _seed_optimizer_states(optimizers, algo, i: int) -> dict[str, dict]:
+    """Seed i's optimizer state per role (the elementwise ones in their lone format)."""
+    states, role_params = {}, algo.role_parameters()
+    for role, optimizer in optimizers.items():
+        state = optimizer.inner.state_dict()
+        if isinstance(optimizer.inner.optimizer, stacked_kfac.StackedKFAC):
+            states[role] = stacked_kfac.seed_state(state, i)
+        else:
+            states[role] = seed_optimizer_state(state, role_params[role], i, algo.split)
+    return states
+
+
+def _load_optimizer_states(optimizers, algo, seed_states: list[dict]) -> None:
+    for role, optimizer in optimizers.items():
+        lone = [states[role] for states in seed_states]
+        if isinstance(optimizer.inner.optimizer, stacked_kfac.StackedKFAC):
+            joined = stacked_kfac.joined_state(lone)
+        else:
+            joined = joined_optimizer_state(lone, optimizer.inner.params, algo.split, algo.join)
+        optimizer.inner.load_state_dict(joined)
+
+
+def _step(optimizer: StackedOptimizer, losses: torch.Tensor) -> None:
+    optimizer.zero_grad()
+    losses.sum().backward()
+    optimizer.step()
+
+
+ALGORITHMS = {"sac": (sac, SacStack), "dqn": (dqn, DqnStack)}
+
+# What `suite run --stack-seeds` checks before anything runs (suite/cli.py): the elementwise
+# optimizers, and K-FAC, batched here.
+check_stackable = stacked_kfac.check_stackable_rl
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Envs:
+    """The seeds' training envs (one vector env), their evaluation envs, the current obs."""
+
+    train: SyncVectorEnv
+    evaluation: list[gym.Env]
+    obs: np.ndarray
+
+
+def settings_of(config) -> tuple:
+    if isinstance(config, dqn.Config):
+        return (config.env_kwargs, config.max_episode_steps, config.atari)
+    return (config.env_kwargs, config.max_episode_steps)
+
+
+def build_envs(config, seeds: list[int], saved: list[dict] | None = None) -> Envs:
+    """Each seed's training env made as its lone run's (agents/common.py ``make_env``: reset
+    with its seed, action space seeded), in one vector env that resets an ended episode in the
+    same step; with ``saved`` (checkpoints), the envs as they were pickled."""
+    settings = settings_of(config)
+    if saved is None:
+        factories = [partial(make_env, config.env_id, seed, *settings) for seed in seeds]
+        evaluation = [make_env(config.env_id, eval_seed(seed), *settings) for seed in seeds]
+    else:
+        factories = [partial(_same, s["train"]) for s in saved]
+        evaluation = [s["eval"] for s in saved]
+    train = SyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
+    if saved is None:
+        obs, _ = train.reset()
+    else:
+        obs = np.stack([s["obs"] for s in saved])
+    return Envs(train, evaluation, obs)
+
+
+def _same(env):
+    return env
+
+
+def monitor(env: gym.Env) -> Monitor:
+    node = env
+    while not isinstance(node, Monitor):
+        node = node.env
+    return node
+
+
+def evaluate(
+    algo, envs: list[gym.Env], episodes: int, device, seeds: list[int] | None = None
+) -> list[dict[str, float] | None]:
+    """Greedy evaluation of every seed on its own env (agents/common.py: SB3's
+    ``evaluate_policy``, reset at the start, ``episodes`` whole episodes, Monitor's raw
+    returns): one forward for all seeds per step; a seed whose episodes are done stops
+    stepping, so its env stands where its lone run's would. Only ``seeds`` (indices; default
+    all) are evaluated, the others get None."""
+    chosen = set(range(len(envs)) if seeds is None else seeds)
+    obs = [env.reset()[0] if i in chosen else np.zeros(env.observation_space.shape, np.float32)
+           for i, env in enumerate(envs)]  # fmt: skip
+    returns: list[list[float]] = [[] for _ in envs]
+    lengths: list[list[int]] = [[] for _ in envs]
+    active = [episodes > 0 and i in chosen for i in range(len(envs))]
+    while any(active):
+        actions = algo.greedy(torch.as_tensor(np.stack(obs), dtype=torch.float32, device=device))
+        for i, env in enumerate(envs):
+            if not active[i]:
+                continue
+            obs[i], _, terminated, truncated, _ = env.step(actions[i])
+            if terminated or truncated:
+                returns[i].append(monitor(env).get_episode_rewards()[-1])
+                lengths[i].append(monitor(env).get_episode_lengths()[-1])
+                active[i] = len(returns[i]) < episodes
+                if active[i]:
+                    obs[i] = env.reset()[0]
+    return [
+        {
+            "eval/return": float(np.mean(r)),
+            "eval/return_std": float(np.std(r)),
+            "eval/episode_length": float(np.mean(n)),
+        }
+        if i in chosen
+        else None
+        for i, (r, n) in enumerate(zip(returns, lengths, strict=True))
+    ]
+
+
+def training_episodes(env: gym.Env) -> dict[str, float]:
+    """The last (up to 100) training episodes, as SB3's ``ep_info_buffer`` holds them."""
+    rewards, lengths = (
+        monitor(env).get_episode_rewards()[-100:],
+        monitor(env).get_episode_lengths()[-100:],
+    )
+    if not rewards:
+        return {}
+    return {
+        "train/episode_return": float(np.mean(rewards)),
+        "train/episode_length": float(np.mean(lengths)),
+    }
+
+
+def train_stack(
+    config, specs: dict[str, OptimizerSpec], contexts: list[RunContext], method: str = "bmm"
+) -> list[Result]:
+    """The lone trainer's ``train`` for the seeds of one arm at once (``contexts``): one result
+    per seed, with the lone trainer's metric names. Seeds whose checkpoints stand at different
+    steps train as separate stacks; a seed that diverges is recorded and the others go on."""
+    if method != "bmm":
+        raise ValueError(f"RL stacks use batched matmuls ('bmm'), not {method!r}")
+    kind = "sac" if isinstance(config, sac.Config) else "dqn"
+    check_same_settings(contexts)
+    states = [ctx.load_checkpoint(CHECKPOINT) for ctx in contexts]
+    groups: dict[int, list[int]] = {}
+    for index, state in enumerate(states):
+        groups.setdefault(0 if state is None else state["step"], []).append(index)
+    results: dict[int, Result] = {}
+    for indices in groups.values():
+        group = train_group(
+            kind, config, specs, [contexts[i] for i in indices], [states[i] for i in indices]
+        )
+        results.update(zip(indices, group, strict=True))
+    return [results[i] for i in range(len(contexts))]
+
+
+def check_same_settings(contexts: list[RunContext]) -> None:
+    """The seeds of a stack must differ by their seed alone (one config, one set of specs)."""
+    first = contexts[0].run
+    for ctx in contexts[1:]:
+        for name in ("trainer", "arm", "task", "optimizers"):
+            if getattr(ctx.run, name) != getattr(first, name):
+                raise ValueError(
+                    f"--stack-seeds: seeds {first.seed} and {ctx.run.seed} differ in {name}; "
+                    "a stack trains seeds of one setting"
+                )
+
+
+def train_group(kind, config, specs, contexts, states) -> list[Result]:
+    """One stack from fresh or from checkpoints at one step: the loop of SB3's ``learn``."""
+    device, seeds = contexts[0].device, [ctx.seed for ctx in contexts]
+    resumed = states[0] is not None
+    saved_envs = [_load_envs(ctx) for ctx in contexts] if resumed else None
+    envs = build_envs(config, seeds, saved_envs)
+    generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
+    algo = ALGORITHMS[kind][1](
+        config, envs.train.single_observation_space, envs.train.single_action_space,
+        generators, device,
+    )  # fmt: skip
+    optimizers = build_optimizers(algo, specs)
+    replay = Replay(
+        len(seeds),
+        min(config.buffer_size, config.total_timesteps),
+        envs.train.single_observation_space,
+        envs.train.single_action_space.shape,
+        torch.float32 if kind == "sac" else torch.long,
+        device,
+    )
+    step = 0
+    if resumed:
+        step = states[0]["step"]
+        _load_state(algo, optimizers, replay, states)
+        algo.generators[:] = [
+            continuing_stream(s, device, ctx.saved_rng)
+            for s, ctx in zip(seeds, contexts, strict=True)
+        ]
+    spaces = [env.action_space for env in envs.train.envs]
+    live, outcomes = list(range(len(seeds))), {}
+    next_eval = (step // config.eval_every + 1) * config.eval_every
+    while step < config.total_timesteps and live:
+        obs_t = torch.as_tensor(envs.obs, dtype=torch.float32, device=device)
+        env_actions, stored = algo.act(obs_t, step, spaces)
+        for i in set(range(len(seeds))) - set(live):  # a diverged seed's env gets valid actions
+            env_actions[i] = spaces[i].sample()
+        next_obs, rewards, terminated, truncated, infos = envs.train.step(env_actions)
+        step += 1
+        for ctx in contexts:
+            ctx.progress(step, config.total_timesteps)
+        save_due = False
+        if step >= next_eval or step >= config.total_timesteps:
+            # Before this step's update, as SB3's callback (it runs inside collect_rollouts).
+            next_eval = (step // config.eval_every + 1) * config.eval_every
+            _evaluate(algo, envs, config, contexts, step, live, outcomes)
+            save_due = step < config.total_timesteps
+        real_next = next_obs.copy()
+        for i in np.nonzero(infos.get("_final_obs", np.zeros(len(seeds), bool)))[0]:
+            real_next[i] = infos["final_obs"][i]
+        replay.add(envs.obs, stored, rewards, real_next, terminated)
+        envs.obs = next_obs
+        algo.after_step(step)
+        if step > config.learning_starts and step % config.train_freq == 0:
+            for _ in range(config.gradient_steps):
+                algo.update(replay, optimizers)
+        if save_due and live:
+            for i in live:
+                _save_seed(contexts[i], algo, optimizers, replay, envs, i, step)
+    for i in live:
+        outcomes[i] = _result(contexts[i], algo, optimizers, envs, config, i)
+    return [outcomes[i] for i in range(len(seeds))]
+
+
+def _evaluate(algo, envs: Envs, config, contexts, step: int, live: list, outcomes: dict) -> None:
+    """Evaluate every live seed, recording it, or recording it as diverged."""
+    finite = _finite_per_seed(algo)
+    good = [i for i in live if finite[i]]
+    evals = evaluate(algo, envs.evaluation, config.eval_episodes, algo.device, good)
+    for i in list(live):
+        if not finite[i]:
+            outcomes[i] = contexts[i].diverged_result(Diverged(step, "parameters or losses"))
+            live.remove(i)
+            continue
+        contexts[i].record(step, {**evals[i], **training_episodes(envs.train.envs[i])})
+
+
+def _finite_per_seed(algo) -> list[bool]:
+    """Each seed's parameters and last losses all finite (SB3 checks the policy's parameters
+    at each evaluation; the suite's DQN also its TD loss)."""
+    ok = torch.ones(algo.seeds, dtype=torch.bool, device=algo.device)
+    for params in algo.weights().values():
+        for p in params:
+            ok &= torch.isfinite(p.detach().reshape(algo.seeds, -1)).all(1)
+    for losses in algo.last_losses.values():
+        ok &= torch.isfinite(losses)
+    return ok.tolist()
+
+
+def _result(ctx: RunContext, algo, optimizers, envs: Envs, config, i: int) -> Result:
+    details: dict[str, Any] = {"env": describe(envs.train.envs[i]), **algo.seed_details(i)}
+    details.update(role_details({role: o.inner for role, o in optimizers.items()}))
+    details["stacked"] = stack_details(algo.seeds, "bmm")
+    details["implementation"] = IMPLEMENTATION.format(algo=algo.algo)
+    metrics = final_metrics(
+        ctx.curves, config.total_timesteps, config.final_evals, config.return_threshold
+    )
+    return ctx.result(metrics, details=details)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def _save_seed(ctx: RunContext, algo, optimizers, replay: Replay, envs: Envs, i: int, step: int):
+    """Seed i's checkpoint: weights, optimizer states (its lone RoleOptimizers'), its replay
+    buffer, its random stream; its environments (mid-episode) in a pickle beside it."""
+    snapshot = {"train": envs.train.envs[i], "eval": envs.evaluation[i], "obs": envs.obs[i]}
+    write_atomic(ctx.run_dir / ENVS, pickle.dumps(snapshot))
+    weights = {
+        name: [p.detach()[i].cpu().clone() for p in params]
+        for name, params in algo.weights().items()
+    }
+    ctx.save_checkpoint(
+        {
+            "step": step,
+            "weights": weights,
+            "optimizers": _seed_optimizer_states(optimizers, algo, i),
+            "replay": replay.seed_state(i),
+        },
+        name=CHECKPOINT,
+        rng=lone_rng(algo.generators[i]),
+    )
+
+
+def _load_envs(ctx: RunContext) -> dict:
+    # A pickle written by this run itself, trusted as SB3's replay-buffer pickle is.
+    return pickle.loads((ctx.run_dir / ENVS).read_bytes())  # noqa: S301
+
+
+def _load_state(algo, optimizers, replay: Replay, states: list[dict]) -> None:
+    with torch.no_grad():
+        for name, params in algo.weights().items():
+            for index, p in enumerate(params):
+                p.copy_(torch.stack([s["weights"][name][index] for s in states]).to(p.device))
+    _load_optimizer_states(optimizers, algo, [s["optimizers"] for s in states])
+    replay.load([s["replay"] for s in states])

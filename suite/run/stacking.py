@@ -1,0 +1,247 @@
+"""Many seeds of one arm as one stacked model (``suite run --stack-seeds``): the machinery that
+is not specific to a model.
+
+Each seed keeps its own weights, optimizer state, random stream and checkpoint in its lone run's
+format. A model's stack (gans/stacked.py, vae/stacked.py) lays out its parameters with a seed
+dimension (grouped convolutions or ``torch.func.stack_module_state``) and provides ``split`` /
+``join`` for it; this module builds per-seed optimizers over such parameters (one optimizer per
+role, valid only for elementwise updates: suite/optimizers: ``check_stackable``), clips per
+seed, slices and joins optimizer states, and runs per-seed bookkeeping.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+
+from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer, check_stackable
+from suite.result import Result
+from suite.run.context import Diverged, RunContext, rng_state
+
+
+class LeadingSeedDimension:
+    """split/join for stacks made by torch.func.stack_module_state: a leading seed dimension."""
+
+    def split(self, tensor: torch.Tensor, seed_index: int) -> torch.Tensor:
+        """Seed ``seed_index``'s slice of a stacked tensor."""
+        return tensor[seed_index]
+
+    def join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(tensors)
+
+
+def continuing_stream(seed: int, device: str, saved_rng: dict | None = None) -> torch.Generator:
+    """The random stream seed ``seed``'s lone run draws flips, noise (or, for the VAE, its
+    reparameterization noise) from after building.
+
+    On the CPU that is the global generator after initialization; on CUDA the lone run's noise
+    comes from the CUDA generator, which initialization (done on the CPU) did not touch. A
+    resumed seed continues from its checkpoint's generator states (``saved_rng``, in the lone
+    run's format: see ``lone_rng``).
+    """
+    stream = torch.Generator(device)
+    if saved_rng is not None:
+        if device == "cpu":
+            stream.set_state(saved_rng["torch"])
+        else:
+            stream.set_state(saved_rng["cuda"][torch.device(device).index or 0])
+    elif device == "cpu":
+        stream.set_state(torch.get_rng_state())
+    else:
+        stream.manual_seed(seed)
+    return stream
+
+
+def lone_rng(stream: torch.Generator) -> dict:
+    """The generator states a lone run would checkpoint (suite.run.context.rng_state's format), with
+    the global generator it draws training randomness from replaced by this seed's stream: a
+    stacked seed's checkpoint resumes as a lone run, and the other way round."""
+
+    state = rng_state()
+    if stream.device.type == "cpu":
+        state["torch"] = stream.get_state()
+    else:
+        cuda = list(state.get("cuda") or torch.cuda.get_rng_state_all())
+        cuda[stream.device.index or 0] = stream.get_state()
+        state["cuda"] = cuda
+    return state
+
+
+def build_stacked_optimizers(stack, specs: dict[str, OptimizerSpec]) -> dict[str, StackedOptimizer]:
+    """One optimizer per role over all seeds' parameters (elementwise optimizers only)."""
+    return stacked_role_optimizers(stack.role_parameters(), stack.seeds, specs)
+
+
+def stacked_role_optimizers(
+    role_parameters: dict[str, list[torch.Tensor]], seeds: int, specs: dict[str, OptimizerSpec]
+) -> dict[str, StackedOptimizer]:
+    """Each role's optimizer over its stacked parameters, clipping per seed (shared by the DCGAN
+    and VAE stacks)."""
+    optimizers = {}
+    for role, params in role_parameters.items():
+        check_stackable(role, specs[role])
+        # Clipping is per seed (StackedOptimizer); the role optimizer must not clip the stack.
+        unclipped = dataclasses.replace(specs[role], clip_grad_norm=None)
+        inner = build_role_optimizer(role, unclipped, params)
+        optimizers[role] = StackedOptimizer(inner, seeds, specs[role].clip_grad_norm)
+    return optimizers
+
+
+class StackedOptimizer:
+    """A role optimizer over stacked seeds, with gradient-norm clipping per seed."""
+
+    def __init__(self, inner: RoleOptimizer, seeds: int, clip_grad_norm: float | None):
+        self.inner, self.seeds, self.clip_grad_norm = inner, seeds, clip_grad_norm
+        self.last_grad_norms: torch.Tensor | None = None
+
+    def zero_grad(self) -> None:
+        self.inner.zero_grad()
+
+    def step(self) -> None:
+        if self.clip_grad_norm is not None:
+            self.last_grad_norms = clip_per_seed(self.inner.params, self.seeds, self.clip_grad_norm)
+        self.inner.step()
+
+
+@torch.no_grad()
+def clip_per_seed(params: list[torch.Tensor], seeds: int, max_norm: float) -> torch.Tensor:
+    """torch.nn.utils.clip_grad_norm_ for each seed's slice of stacked parameters (seed-major
+    along dimension 0). Returns the seeds' total norms before clipping."""
+    grads = [p.grad.view(seeds, -1) for p in params if p.grad is not None]
+    norms = torch.stack([g.float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    # The same coefficient as clip_grad_norm_: max_norm / (norm + 1e-6), at most 1.
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale[:, None].to(g.dtype))
+    return norms
+
+
+def seed_optimizer_state(state: dict, params: list[torch.Tensor], seed_index: int, split) -> dict:
+    """Seed ``seed_index``'s part of a stacked RoleOptimizer's ``state_dict()``: the state its lone
+    run's RoleOptimizer would have. Per-element entries (moments, Lookahead's slow weights: the
+    shape of their stacked parameter) are sliced with ``split``; the rest (step counts,
+    hyperparameters, the schedule) is shared by the seeds and copied."""
+    shapes = [p.shape for p in params]
+
+    def convert(index: int, name: str, values: list):
+        (value,) = values
+        if torch.is_tensor(value) and value.shape == shapes[index]:
+            return split(value, seed_index).clone()
+        return copy.deepcopy(value)
+
+    return _zip_role_states([state], convert)
+
+
+def joined_optimizer_state(states: list[dict], params: list[torch.Tensor], split, join) -> dict:
+    """The stacked RoleOptimizer state of the seeds' lone states (``seed_optimizer_state``'s
+    inverse). A 0-dim parameter's moments are 0-dim like the optimizers' ``step`` counters, which
+    are told apart by name."""
+    shapes = [split(p, 0).shape for p in params]
+
+    def convert(index: int, name: str, values: list):
+        first = values[0]
+        per_element = torch.is_tensor(first) and first.shape == shapes[index]
+        if per_element and (first.dim() > 0 or name != "step"):
+            return join([value.to(params[index].device) for value in values])
+        return copy.deepcopy(first)
+
+    return _zip_role_states(states, convert)
+
+
+def seed_optimizers(optimizers: dict, role_params: dict, seed_index: int, stack) -> dict:
+    """Seed ``seed_index``'s RoleOptimizer states, role by role, as its lone run saves them."""
+    return {
+        role: seed_optimizer_state(o.inner.state_dict(), role_params[role], seed_index, stack.split)
+        for role, o in optimizers.items()
+    }
+
+
+def load_seed_optimizers(optimizers: dict, seed_states: list[dict], stack) -> None:
+    """Load the seeds' lone RoleOptimizer states (role -> state, one dict per seed) into the
+    stacked optimizers."""
+    for role, optimizer in optimizers.items():
+        lone = [states[role] for states in seed_states]
+        joined = joined_optimizer_state(lone, optimizer.inner.params, stack.split, stack.join)
+        optimizer.inner.load_state_dict(joined)
+
+
+def _zip_role_states(states: list[dict], convert) -> dict:
+    """One RoleOptimizer state from several, ``convert(param_index, name, values)`` per entry."""
+    first = states[0]
+    return {
+        "optimizer": _zip_optimizer_states([s["optimizer"] for s in states], convert),
+        "scheduler": copy.deepcopy(first["scheduler"]),
+        "steps": first["steps"],
+    }
+
+
+def _zip_optimizer_states(states: list[dict], convert) -> dict:
+    first = states[0]
+    if "inner" in first:  # suite.optimizers.extra.Lookahead: slow weights per parameter
+        return {
+            "inner": _zip_optimizer_states([s["inner"] for s in states], convert),
+            "slow": [
+                convert(i, "slow", [s["slow"][i] for s in states])
+                for i in range(len(first["slow"]))
+            ],
+            "counter": first["counter"],
+        }
+    return {  # a torch optimizer's state_dict: per-parameter entries under their index
+        "state": {
+            index: {
+                name: convert(index, name, [s["state"][index][name] for s in states])
+                for name in entry
+            }  # fmt: skip
+            for index, entry in first["state"].items()
+        },
+        "param_groups": copy.deepcopy(first["param_groups"]),
+    }
+
+
+def parameter_sums(stack, params: list[torch.Tensor]) -> torch.Tensor:
+    """Each seed's sum of ``params`` (stacked), shape (S,): NaN or inf there means diverged."""
+    return torch.stack(
+        [sum(stack.split(p.detach(), i).float().sum() for p in params) for i in range(stack.seeds)]
+    )
+
+
+def in_step_groups(contexts: list[RunContext], train_group, state_class) -> list[Result]:
+    """Load each seed's checkpoint and train the seeds that stand at the same step as one stack
+    (``train_group(contexts, states) -> results``); results in the order of ``contexts``.
+
+    :param state_class: the model's checkpoint (a gans/train_state.py TrainState): its ``load``
+        reads a run's checkpoint, and ``train_group`` gets these objects (or None).
+    """
+    states = [state_class.load(ctx) for ctx in contexts]
+    by_step: dict[int, list[int]] = {}
+    for index, state in enumerate(states):
+        by_step.setdefault(0 if state is None else state.step, []).append(index)
+    results: dict[int, Result] = {}
+    for indices in by_step.values():
+        group = train_group([contexts[i] for i in indices], [states[i] for i in indices])
+        results.update(zip(indices, group, strict=True))
+    return [results[i] for i in range(len(contexts))]
+
+
+def check_seed(ctx, step, live, outcomes, i, record, **values) -> bool:
+    """Record seed i's ``record`` if ``values`` are finite; else record it as diverged."""
+    try:
+        ctx.check_finite(step, **values)
+    except Diverged as diverged:
+        outcomes[i] = ctx.diverged_result(diverged)
+        live.remove(i)
+        return False
+    if record is not None:
+        ctx.record(step, record)
+    return True
+
+
+def stack_details(seeds: int, method: str) -> dict:
+    return {
+        "seeds": seeds,
+        "method": method,
+        "note": "trained with the arm's other seeds as one stacked model in one process: the "
+        "wall time and peak memory are the stack's",
+    }
