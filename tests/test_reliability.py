@@ -108,7 +108,8 @@ def kill_moment(phase: str, results: Path, rng: random.Random, process) -> None:
     deadline = time.monotonic() + 60
     while not waits[phase]() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    delays = {"startup": (0.2, 2.5), "claimed": (0.0, 3.0), "checkpoint": (0.0, 0.5)}
+    # After a claim the run trains for about a second at the smoke budget: kill within it.
+    delays = {"startup": (0.2, 2.5), "claimed": (0.0, 1.0), "checkpoint": (0.0, 0.5)}
     time.sleep(rng.uniform(*delays.get(phase, (0.0, 0.2))))
 
 
