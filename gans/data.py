@@ -483,7 +483,7 @@ def seed_orders(
     :param states: each seed's gans/train_state.py TrainState, or None.
     """
     orders = [DataOrder(image_count, batch_size, seed, device) for seed in seeds]
-    for order, state in zip(orders, states, strict=True):
+    for order, state in zip(orders, states or [None] * len(seeds), strict=True):
         if state is not None:
             order.load_state_dict(state.data_order)
     return orders

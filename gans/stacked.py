@@ -48,9 +48,9 @@ from suite.run.stacking import (
     StackedOptimizer,
     build_stacked_optimizers,
     check_seed,
-    continuing_stream,
     in_step_groups,
     load_seed_optimizers,
+    lone_models,
     lone_rng,
     parameter_sums,
     seed_optimizers,
@@ -256,19 +256,11 @@ def build_stack(
     :param states: each seed's checkpoint (a dcgan.TrainState) or None.
     :param saved_rngs: each seed's checkpointed generator states (``ctx.saved_rng``) or None.
     """
-    lone = dataclasses.replace(config, compile=False, channels_last=False)
-    states = states or [None] * len(seeds)
-    saved_rngs = saved_rngs or [None] * len(seeds)
-    generators, discriminators, streams = [], [], []
-    for seed, state, saved_rng in zip(seeds, states, saved_rngs, strict=True):
-        torch.manual_seed(seed)
-        gan = dcgan.build(lone, channels, "cpu")  # initialized on the CPU, as dcgan.build does
-        if state is not None:
-            for name, module in dcgan.networks(gan).items():
-                module.load_state_dict(state.weights[name])
-        generators.append(gan.generator)
-        discriminators.append(gan.discriminator)
-        streams.append(continuing_stream(seed, device, saved_rng))
+    lone_gans, streams = lone_models(
+        dcgan.build, dcgan.networks, config, channels, seeds, device, states, saved_rngs
+    )
+    generators = [gan.generator for gan in lone_gans]
+    discriminators = [gan.discriminator for gan in lone_gans]
     if method == "grouped":
         stack = GroupedStack(generators, discriminators).to(device)
     elif method == "vmap":

@@ -38,9 +38,9 @@ from suite.run.stacking import (
     LeadingSeedDimension,
     StackedOptimizer,
     check_seed,
-    continuing_stream,
     in_step_groups,
     load_seed_optimizers,
+    lone_models,
     lone_rng,
     seed_optimizers,
     stack_details,
@@ -111,19 +111,11 @@ def build_stack(
     :param states: each seed's checkpoint (a vae.TrainState) or None.
     :param saved_rngs: each seed's checkpointed generator states (``ctx.saved_rng``) or None.
     """
-    lone = dataclasses.replace(config, compile=False, channels_last=False)
-    states = states or [None] * len(seeds)
-    saved_rngs = saved_rngs or [None] * len(seeds)
-    encoders, decoders, generators = [], [], []
-    for seed, state, saved_rng in zip(seeds, states, saved_rngs, strict=True):
-        torch.manual_seed(seed)
-        model = single.build(lone, channels, "cpu")  # initialized on the CPU, as vae.build does
-        if state is not None:
-            for name, module in single.networks(model).items():
-                module.load_state_dict(state.weights[name])
-        encoders.append(model.encoder)
-        decoders.append(model.decoder)
-        generators.append(continuing_stream(seed, device, saved_rng))
+    models, generators = lone_models(
+        single.build, single.networks, config, channels, seeds, device, states, saved_rngs
+    )
+    encoders = [model.encoder for model in models]
+    decoders = [model.decoder for model in models]
     stack = VaeStack(encoders, decoders).to(device)
     orders = seed_orders(image_count, config.batch_size, seeds, device, states)
     return stack, SeedStreams(orders, generators)

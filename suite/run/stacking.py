@@ -245,3 +245,39 @@ def stack_details(seeds: int, method: str) -> dict:
         "note": "trained with the arm's other seeds as one stacked model in one process: the "
         "wall time and peak memory are the stack's",
     }
+
+
+def lone_models(
+    build,
+    networks,
+    config,
+    channels: int,
+    seeds: list[int],
+    device: str,
+    states=None,
+    saved_rngs=None,
+) -> tuple[list, list[torch.Generator]]:
+    """Each seed's model built exactly as its lone run builds it, and its random stream.
+
+    Seeded with the seed, built on the CPU in fp32, eager and in the default memory format (the
+    stack has its own kernels), with the seed's checkpointed weights loaded where it has a
+    checkpoint, and a generator continuing where its checkpoint left off.
+
+    :param build: ``build(config, channels, device) -> model`` (gans.dcgan.build, vae.vae.build).
+    :param networks: ``networks(model) -> {name: module}``, the names its TrainState saves.
+    :param states: each seed's checkpoint (a TrainState with ``weights``) or None.
+    :param saved_rngs: each seed's checkpointed generator states (``ctx.saved_rng``) or None.
+    """
+    lone = dataclasses.replace(config, compile=False, channels_last=False)
+    states = states or [None] * len(seeds)
+    saved_rngs = saved_rngs or [None] * len(seeds)
+    models, streams = [], []
+    for seed, state, saved_rng in zip(seeds, states, saved_rngs, strict=True):
+        torch.manual_seed(seed)
+        model = build(lone, channels, "cpu")
+        if state is not None:
+            for name, module in networks(model).items():
+                module.load_state_dict(state.weights[name])
+        models.append(model)
+        streams.append(continuing_stream(seed, device, saved_rng))
+    return models, streams
