@@ -32,11 +32,11 @@ def process_context(trainers: set[str], stacked: bool = False):
     ``optimizer.step()`` (with sympy and triton, about 900 modules), which cost every run 2.5-3.5
     s on a 2-core machine; measured with bench/grid_scaling.py (bench/README.md).
     """
-    from suite.trainers import STACKED, TRAINERS
+    from suite.trainers import STACKED, module_name
 
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
-    modules = {TRAINERS.get(t, t) for t in trainers}  # a user's trainer: its module name
+    modules = {module_name(t) for t in trainers}  # a table row, or a user's package.module
     if stacked:
         modules |= {STACKED[t][0] for t in trainers if t in STACKED}
     context = mp.get_context("forkserver")
