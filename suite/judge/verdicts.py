@@ -153,6 +153,10 @@ def _precheck(ci_low: float, ci_high: float, budget: str, n: int) -> str | None:
 
 
 def _fmt(x: float) -> str:
+    # Large values (steps to a threshold, returns) as plain numbers: "-54893", not "-5.489e+04",
+    # which hides the value (the first-hour issue, item 8).
+    if math.isfinite(x) and abs(x) >= 1e4:
+        return f"{x:.0f}"
     return f"{x:.4g}"
 
 
