@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from suite.result import Result
+
 # The offline data beside the clone (CI clones with shared/ beside it).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(
@@ -77,3 +79,19 @@ class KilledAtStep(torch.optim.SGD):
         if self.calls >= self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         return super().step(closure)
+
+
+def constructed_result(arm: str, seed: int, status: str, metrics: dict[str, float]) -> Result:
+    """A Result of experiment "e" at the quick budget, as the claim tests construct them."""
+    return Result(
+        run_id=f"{arm}-{seed}",
+        experiment="e",
+        arm=arm,
+        seed=seed,
+        budget="quick",
+        trainer="dqn",
+        task={},
+        optimizers={},
+        status=status,
+        metrics=metrics,
+    )

@@ -17,6 +17,7 @@ from suite.judge.evaluate import evaluate_claim
 from suite.judge.verdicts import direction_verdict, judge_direction
 from suite.result import Result
 from suite.schema import from_dict
+from tests.helpers import constructed_result
 
 FIXTURE = Path(__file__).parent / "data" / "claims_smoke.yaml"
 
@@ -26,18 +27,7 @@ def result(arm: str, seed: int, value: float | None, status: str = "done", **met
     values = dict(metrics)
     if value is not None:
         values["m"] = value
-    return Result(
-        run_id=f"{arm}-{seed}",
-        experiment="e",
-        arm=arm,
-        seed=seed,
-        budget="quick",
-        trainer="dqn",
-        task={},
-        optimizers={},
-        status=status,
-        metrics=values if status == "done" else {},
-    )
+    return constructed_result(arm, seed, status, values if status == "done" else {})
 
 
 def arms(a: list[float], b: list[float]) -> list[Result]:

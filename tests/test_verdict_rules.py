@@ -17,24 +17,13 @@ from suite.judge.claims import Claim, planned_looks, validate_claims
 from suite.judge.evaluate import evaluate_claim
 from suite.result import Result
 from suite.schema import from_dict
+from tests.helpers import constructed_result
 
 
 def result(arm: str, seed: int, value: float | None, metric: str = "m", **extra) -> Result:
     """A finished run recording ``metric`` = value (None: the run diverged) and ``extra``."""
     status = "diverged" if value is None else "done"
-    metrics = {} if value is None else {metric: value, **extra}
-    return Result(
-        run_id=f"{arm}-{seed}",
-        experiment="e",
-        arm=arm,
-        seed=seed,
-        budget="quick",
-        trainer="dqn",
-        task={},
-        optimizers={},
-        status=status,
-        metrics=metrics,
-    )
+    return constructed_result(arm, seed, status, {} if value is None else {metric: value, **extra})
 
 
 def runs(a: list, b: list, metric: str = "m", **extra) -> list[Result]:

@@ -27,6 +27,16 @@ ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 # --------------------------------------------------------------------------------------------
 
 
+def check_settings(owner: str, rules: dict[str, tuple[bool, Any]]) -> None:
+    """Raise ValueError naming the first setting outside its range.
+
+    :param rules: "lr must be >= 0" -> (whether it holds, the value given), in order.
+    """
+    for rule, (holds, value) in rules.items():
+        if not holds:
+            raise ValueError(f"{owner}: {rule}, got {value}")
+
+
 class PerParameter(torch.optim.Optimizer):
     """An optimizer whose step updates each parameter with a gradient on its own
     (``_update(param, group)``), as torch's own single-tensor loops do."""
@@ -88,16 +98,16 @@ class RMSpropDeepMind(PerParameter):
         weight_decay: float = 0.0,
         loss_scale: float = 1.0,
     ) -> None:
-        if lr < 0.0:
-            raise ValueError(f"RMSpropDeepMind: lr must be >= 0, got {lr}")
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"RMSpropDeepMind: decay must be in [0, 1), got {decay}")
-        if eps <= 0.0:
-            raise ValueError(f"RMSpropDeepMind: eps must be > 0, got {eps}")
-        if weight_decay < 0.0:
-            raise ValueError(f"RMSpropDeepMind: weight_decay must be >= 0, got {weight_decay}")
-        if not loss_scale > 0.0:
-            raise ValueError(f"RMSpropDeepMind: loss_scale must be > 0, got {loss_scale}")
+        check_settings(
+            "RMSpropDeepMind",
+            {
+                "lr must be >= 0": (lr >= 0.0, lr),
+                "decay must be in [0, 1)": (0.0 <= decay < 1.0, decay),
+                "eps must be > 0": (eps > 0.0, eps),
+                "weight_decay must be >= 0": (weight_decay >= 0.0, weight_decay),
+                "loss_scale must be > 0": (loss_scale > 0.0, loss_scale),
+            },
+        )
         defaults = {
             "lr": lr,
             "decay": decay,
@@ -172,16 +182,16 @@ class LAMB(PerParameter):
         weight_decay: float = 0.0,
         zero_norm_ratio: float = 1.0,
     ) -> None:
-        if lr < 0.0:
-            raise ValueError(f"LAMB: lr must be >= 0, got {lr}")
-        if not all(0.0 <= beta < 1.0 for beta in betas):
-            raise ValueError(f"LAMB: betas must be in [0, 1), got {betas}")
-        if eps < 0.0:
-            raise ValueError(f"LAMB: eps must be >= 0, got {eps}")
-        if weight_decay < 0.0:
-            raise ValueError(f"LAMB: weight_decay must be >= 0, got {weight_decay}")
-        if zero_norm_ratio < 0.0:
-            raise ValueError(f"LAMB: zero_norm_ratio must be >= 0, got {zero_norm_ratio}")
+        check_settings(
+            "LAMB",
+            {
+                "lr must be >= 0": (lr >= 0.0, lr),
+                "betas must be in [0, 1)": (all(0.0 <= beta < 1.0 for beta in betas), betas),
+                "eps must be >= 0": (eps >= 0.0, eps),
+                "weight_decay must be >= 0": (weight_decay >= 0.0, weight_decay),
+                "zero_norm_ratio must be >= 0": (zero_norm_ratio >= 0.0, zero_norm_ratio),
+            },
+        )
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
@@ -237,10 +247,10 @@ class Lookahead:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, k: int = 5, alpha: float = 0.5) -> None:
-        if k < 1:
-            raise ValueError(f"Lookahead: k must be >= 1, got {k}")
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"Lookahead: alpha must be in (0, 1], got {alpha}")
+        check_settings(
+            "Lookahead",
+            {"k must be >= 1": (k >= 1, k), "alpha must be in (0, 1]": (0.0 < alpha <= 1.0, alpha)},
+        )
         self.inner = optimizer
         self.k = k
         self.alpha = alpha

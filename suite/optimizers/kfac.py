@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from suite.optimizers.extra import check_settings
+
 Closure = Callable[[], float | Tensor] | None
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -541,24 +543,20 @@ def _check_kfac_args(
     eps: float,
     weight_decay: float,
 ) -> None:
-    if lr < 0.0:
-        raise ValueError(f"KFAC: lr must be >= 0, got {lr}")
-    if damping <= 0.0:
-        raise ValueError(f"KFAC: damping must be > 0, got {damping}")
-    if not 0.0 <= stat_decay < 1.0:
-        raise ValueError(f"KFAC: stat_decay must be in [0, 1), got {stat_decay}")
-    if update_freq < 1:
-        raise ValueError(f"KFAC: update_freq must be >= 1, got {update_freq}")
-    if inner not in INNER_UPDATES:
-        raise ValueError(f"KFAC: inner must be one of {INNER_UPDATES}, got {inner!r}")
-    if momentum < 0.0:
-        raise ValueError(f"KFAC: momentum must be >= 0, got {momentum}")
-    if not all(0.0 <= beta < 1.0 for beta in betas):
-        raise ValueError(f"KFAC: betas must be in [0, 1), got {betas}")
-    if eps < 0.0:
-        raise ValueError(f"KFAC: eps must be >= 0, got {eps}")
-    if weight_decay < 0.0:
-        raise ValueError(f"KFAC: weight_decay must be >= 0, got {weight_decay}")
+    check_settings(
+        "KFAC",
+        {
+            "lr must be >= 0": (lr >= 0.0, lr),
+            "damping must be > 0": (damping > 0.0, damping),
+            "stat_decay must be in [0, 1)": (0.0 <= stat_decay < 1.0, stat_decay),
+            "update_freq must be >= 1": (update_freq >= 1, update_freq),
+            f"inner must be one of {INNER_UPDATES}": (inner in INNER_UPDATES, repr(inner)),
+            "momentum must be >= 0": (momentum >= 0.0, momentum),
+            "betas must be in [0, 1)": (all(0.0 <= beta < 1.0 for beta in betas), betas),
+            "eps must be >= 0": (eps >= 0.0, eps),
+            "weight_decay must be >= 0": (weight_decay >= 0.0, weight_decay),
+        },
+    )
 
 
 def _layer_gradients(layer: _Layer) -> dict[int, Tensor]:
