@@ -78,6 +78,16 @@ class Experiment:
     raw: dict[str, Any] = field(default_factory=dict)
     arm_tasks: dict[str, Any] = field(default_factory=dict)
     """arm -> its Config, for arms with their own ``task:`` (merged over ``task``)."""
+    task_overrides: list[str] = field(default_factory=list)
+    """the ``--set task.*`` assignments, which change the budget tier's settings"""
+
+    @property
+    def budget_label(self) -> str:
+        """The budget a verdict names: the tier, plus the ``--set task.*`` changes if any, so a
+        verdict measured at changed settings never reads as one at the file's tier."""
+        if not self.task_overrides:
+            return self.budget
+        return f"{self.budget} (changed by --set {', '.join(self.task_overrides)})"
 
     def task_for(self, arm: str) -> Any:
         """The Config the runs of ``arm`` train with."""
@@ -404,6 +414,7 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
         claims=claims,
         raw=raw,
         arm_tasks=arm_tasks,
+        task_overrides=[o.strip() for o in task_overrides],
     )
     return experiment
 

@@ -59,9 +59,10 @@ Phases (``python -m suite run EXP --tuned``; ``run EXP`` alone keeps the documen
    report shows each claim twice: as documented and tuned at an equal budget of N trials
    (suite/report/tuning.py).
 
-``--set task.*`` applies to the evaluation runs only; trials take the file's task at the tuning
-tier plus ``tuning.task`` (``--set tuning.task.total_timesteps=...`` changes them), so a report
-rebuilds the same trials from the file alone.
+``--set task.*`` applies to trials and evaluation runs alike (a smaller model or shorter run for
+a CPU budget changes both); ``tuning.task`` then applies to the trials only (``--set
+tuning.task.total_timesteps=...`` changes them alone). The report, built with the same ``--set``,
+rebuilds the same trials.
 """
 
 from __future__ import annotations
@@ -384,10 +385,13 @@ def _selection_metric(section: TuningSection, experiment) -> tuple[str, str]:
     return metric, direction or "higher"
 
 
-def _trial_task(experiment, section: TuningSection, arm: str) -> dict[str, Any]:
+def _trial_task(
+    experiment, section: TuningSection, arm: str, with_set: bool = True
+) -> dict[str, Any]:
     """An arm's trial task: the file's task, the tuning tier's settings, the arm's own ``task``,
-    then ``tuning.task`` (the precedence of suite/config.py, with the tier and tuning.task)."""
-    from suite.config import ARM_TASK, deep_merge
+    the ``--set task.*`` overrides, then ``tuning.task`` (the precedence of suite/config.py,
+    with the tuning tier and tuning.task)."""
+    from suite.config import ARM_TASK, apply_override, deep_merge
     from suite.schema import from_dict
     from suite.trainers import trainer_module
 
@@ -402,14 +406,22 @@ def _trial_task(experiment, section: TuningSection, arm: str) -> dict[str, Any]:
         raise ConfigError("tuning seeds go in tuning.seeds", key="tuning.task.seeds")
     merged = deep_merge(experiment.raw["task"], budgets[section.budget])
     merged = deep_merge(merged, experiment.raw["arms"][arm].get(ARM_TASK) or {})
-    merged = deep_merge(merged, section.task)
+    overridden = {"task": merged}
+    # --set task.* changes trials and evaluations (with_set=False: the file's trials alone)
+    for assignment in experiment.task_overrides if with_set else []:
+        apply_override(overridden, assignment)
+    merged = deep_merge(overridden["task"], section.task)
     merged.pop("seeds", None)
     config = from_dict(trainer_module(experiment.trainer).Config, merged, "tuning.task")
     return asdict(config)
 
 
-def build_plan(experiment) -> Plan:
-    """The experiment's tuning, resolved and checked; ConfigError names the key."""
+def build_plan(experiment, with_set: bool = True) -> Plan:
+    """The experiment's tuning, resolved and checked; ConfigError names the key.
+
+    :param with_set: apply the ``--set task.*`` overrides to the trials (as ``--tuned`` runs
+        them); False checks the file's section alone (a plain run, which runs no trial).
+    """
     raw_arms = experiment.raw["arms"]
     section = parse_section(experiment.raw["tuning"], list(raw_arms))
     overlap = sorted(set(section.seeds) & set(experiment.seeds))
@@ -437,7 +449,7 @@ def build_plan(experiment) -> Plan:
                     key=f"tuning.search.{arm}.{role}.{path}",
                 )
         spaces[arm] = arm_spaces
-        tasks[arm] = _trial_task(experiment, section, arm)
+        tasks[arm] = _trial_task(experiment, section, arm, with_set)
         trials[arm] = [
             Trial(arm, i, values, _with_settings(documented, values, f"tuning.search.{arm}"))
             for i, values in enumerate(trial_values(arm_spaces, n))
@@ -451,13 +463,25 @@ def check_tuned(experiment, until_decided: bool = False) -> None:
         raise ConfigError("this experiment has no `tuning` section", key="--tuned")
     if until_decided:
         raise ConfigError("not with --tuned (the tuned seeds are fixed)", key="--until-decided")
+    try:
+        build_plan(experiment)  # the trials as they will run, --set task.* included
+    except ConfigError as error:
+        if experiment.task_overrides and not (error.key or "").startswith("tuning"):
+            error.message = (
+                f"the tuning trials (at their tier plus --set "
+                f"{', '.join(experiment.task_overrides)}): {error.message}"
+            )
+        error.file = error.file or str(experiment.path)
+        raise
 
 
 def check_tuning(experiment) -> None:
-    """Check an experiment's ``tuning`` section, if it has one (the CLI calls this right after
-    loading, before anything runs)."""
+    """Check an experiment's ``tuning`` section as the file writes it, if it has one (the CLI
+    calls this right after loading, before anything runs). A plain run's ``--set task.*`` may
+    make the trials' tier invalid (a smoke run's step count at the quick tier); that matters
+    only to ``--tuned`` (:func:`check_tuned`), which checks the trials with it."""
     if has_tuning(experiment):
-        build_plan(experiment)
+        build_plan(experiment, with_set=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -169,6 +169,18 @@ def test_report_data_from_constructed_results(constructed_report):
     assert stored["claims"][0]["verdict"] == "direction-only"
 
 
+def test_report_names_settings_changed_by_set(constructed_report):
+    from suite.report import render
+
+    data = {**constructed_report[0], "task_overrides": ["task.total_timesteps=1200"]}
+    text = render.render_markdown(data)
+    assert render._title(data) == "claims_smoke [quick budget changed by --set]"
+    warning = render._budget_warning(data)
+    assert "--set task.total_timesteps=1200" in warning and "not at the documented quick" in warning
+    assert warning in text and text.startswith(f"# {render._title(data)}")
+    assert render._budget_warning(constructed_report[0]) is None  # the file's own settings
+
+
 def test_report_files_have_every_section_and_images(constructed_report):
     data, paths = constructed_report
     markdown = paths["md"].read_text()

@@ -104,6 +104,34 @@ def test_trials_are_runs_whose_ids_follow_their_settings():
     assert shared == {by_arm[("adam@t04", seed)].run_id for seed in (100, 101)}
 
 
+def test_set_task_changes_trials_and_evaluations_and_tuning_task_only_trials():
+    base = f"tuning={json.dumps(section(task={'eval_every': 200}))}"
+    sets = [base, "task.total_timesteps=1200", "task.eval_episodes=2"]
+    experiment = load_experiment("quickstart", "smoke", sets, arms=["adam"])
+    plan = tuning.build_plan(experiment)
+    trial = plan.tasks["adam"]
+    # --set task.* reaches the trials as it reaches the evaluation runs ...
+    assert trial["total_timesteps"] == experiment.task.total_timesteps == 1200
+    assert trial["eval_episodes"] == experiment.task.eval_episodes == 2
+    # ... and tuning.task, applied last, changes the trials alone.
+    assert trial["eval_every"] == 200 and experiment.task.eval_every == 300
+    assert experiment.budget_label == (
+        "smoke (changed by --set task.total_timesteps=1200, task.eval_episodes=2)"
+    )
+
+
+def test_a_plain_run_with_set_is_not_held_to_the_trials_tier():
+    # A smoke run's 300 steps are fine for the smoke budget; at the quick tier the trials run at,
+    # they end before the first update. Only --tuned runs trials, so only it refuses them.
+    experiment = load_experiment("quickstart", "smoke", ["task.total_timesteps=300"])
+    tuning.check_tuning(experiment)
+    with pytest.raises(ConfigError) as error:
+        tuning.check_tuned(experiment)
+    text = str(error.value)  # one line: file, key, that it is the trials, and why
+    assert text.startswith(f"{experiment.path}: task.learning_starts: the tuning trials")
+    assert "--set task.total_timesteps=300" in text and "\n" not in text
+
+
 def test_all_roles_shorthand_applies_to_every_arm_and_role():
     experiment = experiment_with(
         {

@@ -401,6 +401,9 @@ def test_one_precheck_decides_before_any_rule():
     assert verdicts.precheck("smoke", 5).label == "smoke-only"
     assert verdicts.precheck("quick", 2).label == "inconclusive"
     assert verdicts.precheck("quick", 3) is None
+    # A budget changed by --set task.* is labeled so (Experiment.budget_label); smoke stays smoke.
+    assert verdicts.precheck("smoke (changed by --set task.x=1)", 5).label == "smoke-only"
+    assert verdicts.precheck("quick (changed by --set task.x=1)", 3) is None
     # The same decisions through evaluate_claim, for every kind of claim.
     for c in (
         claim(baseline="b"),

@@ -124,7 +124,7 @@ def precheck(budget: str, n: int, unit: str = "seeds per arm") -> Verdict | None
         raise ValueError(f"n must be >= 0, got {n}")
     if n == 0:
         return Verdict("not-run", budget, 0, f"not-run at {budget} budget: no seeds completed")
-    if budget == SMOKE_BUDGET:
+    if budget.split(" ", 1)[0] == SMOKE_BUDGET:  # "smoke (changed by --set ...)" too
         return Verdict(
             "smoke-only",
             budget,

@@ -80,7 +80,8 @@ def claim_outcomes(
     """
     looks = {} if not design else {"look": design["look"], "looks_planned": design["looks_planned"]}
     return [
-        evaluate_claim(claim, results, experiment.budget, **looks) for claim in experiment.claims
+        evaluate_claim(claim, results, experiment.budget_label, **looks)
+        for claim in experiment.claims
     ]
 
 
@@ -403,6 +404,7 @@ def summary_data(experiment, store, results: list[Result] | None = None) -> dict
         {
             "experiment": experiment.name,
             "budget": experiment.budget,
+            "task_overrides": experiment.task_overrides,
             "description": experiment.description,
             "seeds": sorted({r.seed for r in results}) or experiment.seeds,
             "metrics": experiment.metrics,

@@ -70,7 +70,7 @@ def summary_lines(
                 lines.append(f"    why: {claim['reason']}")
     else:
         lines.append("claims: none documented for this experiment")
-    warning = _smoke_warning(data)
+    warning = _budget_warning(data)
     if warning:
         lines.append(warning)
     if paths:
@@ -144,13 +144,20 @@ def _arm_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _title(data: dict[str, Any]) -> str:
-    return f"{data['experiment']} [{data['budget']} budget]"
+    changed = " changed by --set" if data.get("task_overrides") else ""
+    return f"{data['experiment']} [{data['budget']} budget{changed}]"
 
 
-def _smoke_warning(data: dict[str, Any]) -> str | None:
-    if data["budget"] != "smoke":
-        return None
-    return "smoke budget: a wiring check, not a measurement; no conclusion should be drawn."
+def _budget_warning(data: dict[str, Any]) -> str | None:
+    if data["budget"] == "smoke":
+        return "smoke budget: a wiring check, not a measurement; no conclusion should be drawn."
+    if data.get("task_overrides"):
+        return (
+            f"settings changed from the file's {data['budget']} budget by --set "
+            f"{', '.join(data['task_overrides'])}: the verdicts are at these settings, not at the "
+            f"documented {data['budget']} budget."
+        )
+    return None
 
 
 # What the metrics the trainers record mean (by the last part of their name), for a newcomer.
@@ -383,7 +390,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     lines = [f"# {_title(data)}", ""]
     if data["description"]:
         lines += [data["description"], ""]
-    warning = _smoke_warning(data)
+    warning = _budget_warning(data)
     if warning:
         lines += [f"> **{warning}**", ""]
     lines += ["## Claims", ""]
@@ -456,7 +463,7 @@ def render_html(data: dict[str, Any], directory: Path) -> str:
     parts = [f"<h1>{_e(_title(data))}</h1>"]
     if data["description"]:
         parts.append(f"<p>{_e(data['description'])}</p>")
-    warning = _smoke_warning(data)
+    warning = _budget_warning(data)
     if warning:
         parts.append(f'<p class="warning">{_e(warning)}</p>')
 

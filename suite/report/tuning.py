@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from suite.errors import ConfigError
 from suite.result import Result
 
 FIGURE_DIR = "report_files"
@@ -99,7 +100,11 @@ def tuning_section(experiment, store, directory: Path) -> dict[str, Any] | None:
 
     if not tuning.has_tuning(experiment):
         return None
-    plan = tuning.build_plan(experiment)
+    try:
+        plan = tuning.build_plan(experiment)
+    except ConfigError:  # --set task.* leaves no valid trial at the tuning tier: none ran
+        plan = tuning.build_plan(experiment, with_set=False)
+        return {"not_run": True, "budget_text": budget_text(plan.counts), "budget": plan.budget}
     trial_results = tuning.trial_results(experiment, plan, store)
     if not trial_results:
         return {"not_run": True, "budget_text": budget_text(plan.counts), "budget": plan.budget}
@@ -129,8 +134,8 @@ def tuning_section(experiment, store, directory: Path) -> dict[str, Any] | None:
         )
     claims = []
     for claim in experiment.claims:
-        as_documented = evaluate_claim(claim, documented, experiment.budget).to_dict()
-        as_tuned = evaluate_claim(claim, tuned, experiment.budget).to_dict()
+        as_documented = evaluate_claim(claim, documented, experiment.budget_label).to_dict()
+        as_tuned = evaluate_claim(claim, tuned, experiment.budget_label).to_dict()
         claims.append({"id": claim.id, "documented": as_documented, "tuned": as_tuned})
     data = {
         "budget": plan.budget,
