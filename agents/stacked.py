@@ -23,8 +23,9 @@ references), and results record ``details.implementation`` so a reader can tell 
   ``train_freq`` steps once past ``learning_starts``.
 - DQN (Mnih et al. 2015; SB3 ``DQN``): epsilon linear from 1 to ``exploration_final_eps`` over
   ``exploration_fraction`` of the budget, random actions before ``learning_starts``, target copy
-  every ``target_update_interval`` environment steps, Huber or MSE TD loss, MLP or MinAtar
-  Q-network (agents/networks.py: conv 16x3x3 as one grouped convolution over the seeds).
+  every ``target_update_interval`` environment steps, Huber or MSE TD loss, MLP, MinAtar or
+  Nature CNN Q-network (agents/networks.py; each conv layer one grouped convolution over the
+  seeds; Atari frames divided by 255 as SB3's CnnPolicy does).
 - Shared with the lone trainers: the Config classes (experiment files work unchanged), the role
   specs (class, lr, schedule, Lookahead, clipping, per seed), the evaluation protocol
   (agents/common.py: greedy episodes on an environment seeded ``eval_seed(seed)``, every
@@ -35,17 +36,19 @@ Differences from SB3, known and accepted: the initial weights are drawn from eac
 generator (PyTorch's default Linear initialization, the distribution SB3's SAC and DQN networks
 use, but not SB3's draws); replay indices and policy noise come from that generator, not numpy's
 global one; the first observation comes from a second (unseeded) reset after ``make_env``'s seeded
-one; SB3's ``optimize_memory_usage`` and n-step returns are not implemented. DQN stacks MLP and
-MinAtar Q-networks; the Nature CNN (Atari) is refused. A diverged seed is detected at the next
-evaluation (parameters and last losses), where the lone DQN stops at the first non-finite TD
-loss. K-FAC (the ``kfac`` and ``kfac_adam`` rows) is batched over the seeds
+one; SB3's ``optimize_memory_usage`` and n-step returns are not implemented (but the replay
+keeps only the newest frame of an Atari next observation: ``Replay``). A diverged seed is
+detected at the next evaluation (parameters and last losses), where the lone DQN stops at the
+first non-finite TD loss. K-FAC (the ``kfac`` and ``kfac_adam`` rows) is batched over the seeds
 (agents/stacked_kfac.py); other optimizers that mix seeds are refused (suite/optimizers:
-``check_stackable``), as is K-FAC on the MinAtar CNN.
+``check_stackable``), as is K-FAC on the CNNs.
 
 Checkpoints are per seed, in this module's format (``stack-checkpoint.pt`` and
-``stack-envs.pkl`` in the seed's run directory): an interrupted stack resumes stacked (seeds at
-different steps as separate stacks); a seed run later without ``--stack-seeds`` starts afresh,
-since the lone trainer's checkpoint is an SB3 model.
+``stack-envs.pkl`` in the seed's run directory; Atari envs cannot be pickled, and resume then
+restarts them, as the lone trainer's does): an interrupted stack resumes stacked (seeds at
+different steps as separate stacks); a seed run later without ``--stack-seeds`` resumes with this
+module as a stack of one (``resume_method``, called by suite/run/worker.py), since the lone
+trainer's checkpoint is an SB3 model and cannot take this one.
 """
 
 from __future__ import annotations
@@ -87,11 +90,21 @@ IMPLEMENTATION = (
     "a seed dimension with batched matmuls; not stable-baselines3"
 )
 CHECKPOINT = "stack-checkpoint.pt"
+# The lone trainers' checkpoint (agents/common.py save_sb3_checkpoint: RunContext's default).
+LONE_CHECKPOINT = "checkpoint.pt"
 ENVS = "stack-envs.pkl"
 # SB3's Actor: LOG_STD_MIN, LOG_STD_MAX (sac/policies.py); SquashedDiagGaussian's epsilon.
 LOG_STD_MIN, LOG_STD_MAX, SQUASH_EPS = -20.0, 2.0, 1e-6
-# agents/networks.py MinAtarCNN: 16 filters, 128 features (Young & Tian 2019, §4).
-MINATAR_FILTERS, MINATAR_FEATURES = 16, 128
+# agents/networks.py MinAtarCNN: one conv of 16 3x3 filters, stride 1, then 128 features
+# (Young & Tian 2019, §4).
+MINATAR_CONVS, MINATAR_FEATURES = [(16, 3, 1)], 128
+# SB3's NatureCNN (agents/networks.py's table): conv 32 8x8 s4, 64 4x4 s2, 64 3x3 s1, each then
+# ReLU, flatten, Linear 512, ReLU (Mnih et al. 2015, Methods, "Model architecture").
+NATURE_CONVS, NATURE_FEATURES = [(32, 8, 4), (64, 4, 2), (64, 3, 1)], 512
+# SB3 scales uint8 image observations to [0, 1] (preprocessing.preprocess_obs).
+IMAGE_SCALE = 255.0
+# The Q-networks a DQN stack builds (the ``network`` setting).
+DQN_NETWORKS = ("mlp", "minatar_cnn", "nature_cnn")
 
 
 # --- stacked networks -------------------------------------------------------------------------
@@ -144,32 +157,66 @@ class StackedMLP(LeadingSeedDimension):
 
 
 class StackedConv(LeadingSeedDimension):
-    """S convolutions (3x3, stride 1, no padding, then ReLU) as one grouped convolution over
-    seed-major channels, on channels-last frames (MinAtar's); PyTorch's default Conv2d
-    initialization from each seed's generator."""
+    """S stacks of convolutions (no padding, each followed by ReLU), every layer one grouped
+    convolution over seed-major channels (the seeds folded into the channels, ``groups=S``),
+    so one conv call per layer serves all seeds; PyTorch's default Conv2d initialization
+    (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias) from each seed's generator.
 
-    def __init__(self, channels: int, filters: int, generators: list[torch.Generator], device):
-        self.seeds, self.channels, self.filters = len(generators), channels, filters
-        bound = 1.0 / math.sqrt(channels * 9)
-        w, b = [], []
-        for g in generators:
-            w.append(_uniform((filters, channels, 3, 3), bound, g, device))
-            b.append(_uniform((filters,), bound, g, device))
-        self.weight = torch.stack(w).requires_grad_()
-        self.bias = torch.stack(b).requires_grad_()
+    :param shape: one observation's shape: (H, W, C) with ``channels_last`` (MinAtar's
+        frames), else (C, H, W) (the suite's Atari frames, agents/envs.py).
+    :param layers: (filters, kernel, stride) per layer.
+    :param divisor: the observations are divided by it first (255 for uint8 images, as SB3's
+        ``preprocess_obs``; 1: as they are).
+    :param memory_format: the layout the convolutions run in (a speed setting only).
+    """
+
+    def __init__(
+        self,
+        shape,
+        layers,
+        generators,
+        device,
+        channels_last: bool,
+        divisor: float = 1.0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ):
+        self.seeds, self.layers = len(generators), list(layers)
+        self.channels_last, self.divisor = channels_last, float(divisor)
+        self.memory_format = memory_format
+        channels, height, width = (shape[2], *shape[:2]) if channels_last else tuple(shape)
+        self.weights: list[torch.Tensor] = []
+        self.biases: list[torch.Tensor] = []
+        for filters, kernel, stride in self.layers:
+            bound = 1.0 / math.sqrt(channels * kernel * kernel)
+            w, b = [], []
+            for g in generators:
+                w.append(_uniform((filters, channels, kernel, kernel), bound, g, device))
+                b.append(_uniform((filters,), bound, g, device))
+            self.weights.append(torch.stack(w).requires_grad_())
+            self.biases.append(torch.stack(b).requires_grad_())
+            channels = filters
+            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        self.features = channels * height * width
 
     def parameters(self) -> list[torch.Tensor]:
-        return [self.weight, self.bias]
+        return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
 
     def forward(self, frames: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
-        """frames (S, B, H, W, C) -> flattened features (S, B, filters * (H-2) * (W-2)), in
-        the order of nn.Flatten on one seed's (filters, H-2, W-2) output."""
-        weight, bias = params
-        seeds, batch, height, width, channels = frames.shape
-        x = frames.float().permute(1, 0, 4, 2, 3).reshape(batch, seeds * channels, height, width)
-        y = F.conv2d(x, weight.reshape(-1, channels, 3, 3), bias.reshape(-1), groups=seeds)
-        y = torch.relu(y).reshape(batch, seeds, -1)
-        return y.transpose(0, 1)
+        """frames (S, B, *shape) -> flattened features (S, B, features), in the order of
+        nn.Flatten on one seed's (filters, H', W') output."""
+        x = frames.float()
+        if self.divisor != 1.0:
+            x = x / self.divisor  # SB3 preprocess_obs: obs.float() / 255.0
+        if self.channels_last:
+            x = x.permute(0, 1, 4, 2, 3)
+        seeds, batch = x.shape[:2]
+        h = x.transpose(0, 1).reshape(batch, seeds * x.shape[2], *x.shape[3:])
+        h = h.contiguous(memory_format=self.memory_format)
+        for index, (_, kernel, stride) in enumerate(self.layers):
+            weight, bias = params[2 * index], params[2 * index + 1]
+            w = weight.reshape(-1, weight.shape[2], kernel, kernel)
+            h = torch.relu(F.conv2d(h, w, bias.reshape(-1), stride=stride, groups=seeds))
+        return h.reshape(batch, seeds, -1).transpose(0, 1)
 
 
 def _uniform(shape, bound: float, generator: torch.Generator, device) -> torch.Tensor:
@@ -185,18 +232,35 @@ class Replay:
     As SB3's ReplayBuffer (one env): circular over ``capacity`` transitions, ``done`` is the
     termination flag (a time-limit truncation is not a terminal state: SB3's
     ``handle_timeout_termination``) and ``next_obs`` the episode's last observation at its end.
+
+    With ``frame_stacked`` (agents/envs.py's Atari observations: the last k frames, oldest
+    first), ``next_obs`` holds only the newest frame of the next observation: the rest is the
+    observation shifted by one frame, at an episode's end too (the final observation continues
+    the stack). ``add`` checks that it is so. Per seed-transition this stores 4x84x84 + 84x84
+    bytes of frames instead of SB3's 2 x 4x84x84 (``optimize_memory_usage`` off).
     """
 
     FIELDS = ("obs", "actions", "rewards", "next_obs", "dones")
 
-    def __init__(self, seeds: int, capacity: int, obs_space, action_shape, action_dtype, device):
+    def __init__(
+        self,
+        seeds: int,
+        capacity: int,
+        obs_space,
+        action_shape,
+        action_dtype,
+        device,
+        frame_stacked: bool = False,
+    ):
         # Boolean / byte frames (MinAtar, Atari) are stored as bytes, as SB3 stores the space's
         # dtype: a float copy of 100k MinAtar frames per seed would take 160 MB.
         compact = np.dtype(obs_space.dtype) in (np.dtype(bool), np.dtype(np.uint8))
         obs_dtype = torch.uint8 if compact else torch.float32
         self.capacity, self.pos, self.full, self.device = capacity, 0, False, device
+        self.frame_stacked = frame_stacked
         self.obs = torch.zeros((seeds, capacity, *obs_space.shape), dtype=obs_dtype, device=device)
-        self.next_obs = torch.zeros_like(self.obs)
+        next_shape = obs_space.shape[1:] if frame_stacked else obs_space.shape
+        self.next_obs = torch.zeros((seeds, capacity, *next_shape), dtype=obs_dtype, device=device)
         self.actions = torch.zeros(
             (seeds, capacity, *action_shape), dtype=action_dtype, device=device
         )
@@ -204,6 +268,10 @@ class Replay:
         self.dones = torch.zeros((seeds, capacity), device=device)
 
     def add(self, obs, actions, rewards, next_obs, dones) -> None:
+        if self.frame_stacked:
+            if not np.array_equal(next_obs[:, :-1], obs[:, 1:]):
+                raise ValueError("frame-stacked replay: a next observation is not the shifted one")
+            next_obs = next_obs[:, -1]
         for name, value in zip(self.FIELDS, (obs, actions, rewards, next_obs, dones), strict=True):
             target = getattr(self, name)
             target[:, self.pos] = torch.as_tensor(np.asarray(value), device=self.device).to(
@@ -212,6 +280,13 @@ class Replay:
         self.pos = (self.pos + 1) % self.capacity
         self.full = self.full or self.pos == 0
 
+    def bytes_per_transition(self) -> int:
+        """Bytes one seed's transition takes, all fields."""
+        return sum(
+            getattr(self, name)[0, 0].numel() * getattr(self, name).element_size()
+            for name in self.FIELDS
+        )
+
     def size(self) -> int:
         return self.capacity if self.full else self.pos
 
@@ -219,6 +294,8 @@ class Replay:
         """The transitions at ``index`` (S, B): seed s's batch from seed s's buffer."""
         rows = torch.arange(index.shape[0], device=index.device)[:, None]
         batch = [getattr(self, name)[rows, index] for name in self.FIELDS]
+        if self.frame_stacked:
+            batch[3] = torch.cat([batch[0][:, :, 1:], batch[3][:, :, None]], dim=2)
         batch[0], batch[3] = batch[0].float(), batch[3].float()
         return tuple(batch)
 
@@ -392,28 +469,38 @@ class SacStack(LeadingSeedDimension):
 
 
 class DqnStack(LeadingSeedDimension):
-    """S DQNs: Q-network and target network (SB3 ``DQN``, MLP policy)."""
+    """S DQNs: Q-network and target network (SB3 ``DQN``: MLP, MinAtar or Nature CNN)."""
 
     algo = "DQN"
 
     def __init__(self, config: dqn.Config, obs_space, action_space, generators, device):
-        if config.network not in ("mlp", "minatar_cnn"):
+        if config.network not in DQN_NETWORKS:
             raise ConfigError(
-                f"--stack-seeds: DQN stacks MLP and MinAtar Q-networks, not {config.network!r}",
+                f"--stack-seeds: no stacked DQN Q-network {config.network!r}",
                 key="task.network",
-                choices=["mlp", "minatar_cnn"],
+                choices=list(DQN_NETWORKS),
             )
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ConfigError("DQN needs a Discrete action space", key="task.env_id")
         self.config, self.generators, self.device = config, generators, device
         self.seeds, self.n_actions = len(generators), int(action_space.n)
         self.conv = None
+        # The CNNs' fully connected layer of features and the head are the MLP below.
         if config.network == "minatar_cnn":
-            # agents/networks.py MinAtarCNN: conv 16 x 3x3 -> ReLU -> FC 128 -> ReLU, then the
-            # head (Young & Tian 2019, §4); the FC and head are the MLP below.
-            self.conv = StackedConv(obs_space.shape[-1], MINATAR_FILTERS, generators, device)
-            height, width = obs_space.shape[:2]
-            sizes = [MINATAR_FILTERS * (height - 2) * (width - 2), MINATAR_FEATURES]
+            # agents/networks.py MinAtarCNN on MinAtar's channels-last boolean frames.
+            self.conv = StackedConv(obs_space.shape, MINATAR_CONVS, generators, device, True)
+            sizes = [self.conv.features, MINATAR_FEATURES]
+        elif config.network == "nature_cnn":
+            # SB3's CnnPolicy on agents/envs.py's Atari frames, (stack, 84, 84) uint8: channels
+            # first already, so SB3 transposes nothing (VecTransposeImage is for channels-last
+            # images) and divides by 255.
+            # Channels-last grouped convolutions: on the CPU (1 thread, batch 32) one update
+            # of 4 seeds took 99 ms against 129 ms contiguous; no gain on MinAtar's 10x10.
+            self.conv = StackedConv(
+                obs_space.shape, NATURE_CONVS, generators, device, False, IMAGE_SCALE,
+                memory_format=torch.channels_last,
+            )  # fmt: skip
+            sizes = [self.conv.features, NATURE_FEATURES]
         else:
             sizes = [int(np.prod(obs_space.shape))]
         self.q = StackedMLP([*sizes, *config.net_arch, self.n_actions], 1, generators, device)
@@ -428,7 +515,7 @@ class DqnStack(LeadingSeedDimension):
         return {"q": self.parameters()}
 
     def role_mlps(self) -> dict[str, list[StackedMLP]]:
-        # K-FAC on the MinAtar network would need the convolution's factors too: not stacked.
+        # K-FAC on the CNNs would need the convolutions' factors too: not stacked.
         return {"q": [self.q]} if self.conv is None else {}
 
     def weights(self) -> dict[str, list[torch.Tensor]]:
@@ -438,8 +525,9 @@ class DqnStack(LeadingSeedDimension):
         """(S, B, actions) for observations (S, B, *obs_shape)."""
         params = self.parameters() if params is None else params
         if self.conv is not None:
-            features = self.conv.forward(obs, params[:2])
-            return self.q.forward(features[:, None], params[2:])[:, 0]
+            split = len(self.conv.parameters())
+            features = self.conv.forward(obs, params[:split])
+            return self.q.forward(features[:, None], params[split:])[:, 0]
         return self.q.forward(obs.flatten(2)[:, None], params)[:, 0]
 
     def exploration_rate(self, step: int) -> float:
@@ -577,22 +665,30 @@ def settings_of(config) -> tuple:
     return (config.env_kwargs, config.max_episode_steps)
 
 
-def build_envs(config, seeds: list[int], saved: list[dict] | None = None) -> Envs:
+def build_envs(config, seeds: list[int], saved: list[dict | None] | None = None) -> Envs:
     """Each seed's training env made as its lone run's (agents/common.py ``make_env``: reset
     with its seed, action space seeded), in one vector env that resets an ended episode in the
-    same step; with ``saved`` (checkpoints), the envs as they were pickled."""
+    same step; with ``saved`` (checkpoints), the envs as they were pickled (a seed whose envs
+    could not be pickled gets fresh ones, reset)."""
     settings = settings_of(config)
-    if saved is None:
-        factories = [partial(make_env, config.env_id, seed, *settings) for seed in seeds]
-        evaluation = [make_env(config.env_id, eval_seed(seed), *settings) for seed in seeds]
-    else:
-        factories = [partial(_same, s["train"]) for s in saved]
-        evaluation = [s["eval"] for s in saved]
+    saved = saved or [None] * len(seeds)
+    factories = [
+        partial(make_env, config.env_id, seed, *settings)
+        if s is None
+        else partial(_same, s["train"])
+        for seed, s in zip(seeds, saved, strict=True)
+    ]
+    evaluation = [
+        make_env(config.env_id, eval_seed(seed), *settings) if s is None else s["eval"]
+        for seed, s in zip(seeds, saved, strict=True)
+    ]
     train = SyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
-    if saved is None:
+    if all(s is None for s in saved):
         obs, _ = train.reset()
-    else:
-        obs = np.stack([s["obs"] for s in saved])
+    else:  # the pickled envs go on mid-episode, the fresh ones reset as train.reset() would
+        obs = np.stack(
+            [train.envs[i].reset()[0] if s is None else s["obs"] for i, s in enumerate(saved)]
+        )
     return Envs(train, evaluation, obs)
 
 
@@ -620,6 +716,7 @@ def evaluate(
            for i, env in enumerate(envs)]  # fmt: skip
     returns: list[list[float]] = [[] for _ in envs]
     lengths: list[list[int]] = [[] for _ in envs]
+    counted = [len(monitor(env).get_episode_rewards()) for env in envs]
     active = [episodes > 0 and i in chosen for i in range(len(envs))]
     while any(active):
         actions = algo.greedy(torch.as_tensor(np.stack(obs), dtype=torch.float32, device=device))
@@ -627,12 +724,19 @@ def evaluate(
             if not active[i]:
                 continue
             obs[i], _, terminated, truncated, _ = env.step(actions[i])
-            if terminated or truncated:
-                returns[i].append(monitor(env).get_episode_rewards()[-1])
+            if not (terminated or truncated):
+                continue
+            # An episode counts when the Monitor saw it end: on Atari the Monitor sits inside
+            # the life-loss wrapper (agents/envs.py), so a lost life ends the learner's episode
+            # but not the game, and reset continues the game (SB3 evaluate_policy likewise).
+            rewards = monitor(env).get_episode_rewards()
+            if len(rewards) > counted[i]:
+                counted[i] = len(rewards)
+                returns[i].append(rewards[-1])
                 lengths[i].append(monitor(env).get_episode_lengths()[-1])
                 active[i] = len(returns[i]) < episodes
-                if active[i]:
-                    obs[i] = env.reset()[0]
+            if active[i]:
+                obs[i] = env.reset()[0]
     return [
         {
             "eval/return": float(np.mean(r)),
@@ -699,6 +803,10 @@ def train_group(kind, config, specs, contexts, states) -> list[Result]:
     device, seeds = contexts[0].device, [ctx.seed for ctx in contexts]
     resumed = states[0] is not None
     saved_envs = [_load_envs(ctx) for ctx in contexts] if resumed else None
+    if resumed and any(s is None for s in saved_envs):
+        for ctx, s in zip(contexts, saved_envs, strict=True):
+            if s is None:
+                ctx.log("environments were not saved: they restart from a reset")
     envs = build_envs(config, seeds, saved_envs)
     generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
     algo = ALGORITHMS[kind][1](
@@ -713,6 +821,7 @@ def train_group(kind, config, specs, contexts, states) -> list[Result]:
         envs.train.single_action_space.shape,
         torch.float32 if kind == "sac" else torch.long,
         device,
+        frame_stacked=kind == "dqn" and config.network == "nature_cnn",
     )
     step = 0
     if resumed:
@@ -782,6 +891,29 @@ def _finite_per_seed(algo) -> list[bool]:
     return ok.tolist()
 
 
+def resume_method(ctx: RunContext) -> str | None:
+    """How a lone run (no ``--stack-seeds``) whose directory holds a stack's checkpoint must go
+    on: 'bmm', as a stack of one; None where there is none, or where a lone (SB3) checkpoint
+    was written after it.
+
+    The lone trainer cannot load this module's checkpoint and would start afresh, and going on
+    with SB3 from it would mix two implementations in one run. Seed i of a stack trains as a
+    stack of one seed i (tests/test_rl_stacked.py), so the run finishes as the stack would
+    have, and its result says so (``details.implementation``, ``details.stacked``).
+    """
+    stacked_path, lone_path = ctx.run_dir / CHECKPOINT, ctx.run_dir / LONE_CHECKPOINT
+    if not stacked_path.exists():
+        return None
+    if lone_path.exists() and lone_path.stat().st_mtime > stacked_path.stat().st_mtime:
+        return None
+    ctx.log(
+        f"resuming with the stacked implementation (agents/stacked.py) as a stack of one: this "
+        f"run directory holds a --stack-seeds checkpoint ({CHECKPOINT}), which the lone SB3 "
+        "trainer cannot load"
+    )
+    return "bmm"
+
+
 def _result(ctx: RunContext, algo, optimizers, envs: Envs, config, i: int) -> Result:
     details: dict[str, Any] = {"env": describe(envs.train.envs[i]), **algo.seed_details(i)}
     details.update(role_details({role: o.inner for role, o in optimizers.items()}))
@@ -800,7 +932,13 @@ def _save_seed(ctx: RunContext, algo, optimizers, replay: Replay, envs: Envs, i:
     """Seed i's checkpoint: weights, optimizer states (its lone RoleOptimizers'), its replay
     buffer, its random stream; its environments (mid-episode) in a pickle beside it."""
     snapshot = {"train": envs.train.envs[i], "eval": envs.evaluation[i], "obs": envs.obs[i]}
-    write_atomic(ctx.run_dir / ENVS, pickle.dumps(snapshot))
+    try:
+        write_atomic(ctx.run_dir / ENVS, pickle.dumps(snapshot))
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        # The suite's Atari envs cannot be pickled (a lambda in gymnasium's ReshapeObservation):
+        # as the lone trainer (agents/common.py), resume then restarts the envs.
+        (ctx.run_dir / ENVS).unlink(missing_ok=True)
+        ctx.log(f"environments not saved ({type(error).__name__}: {error}); resume is not exact")
     weights = {
         name: [p.detach()[i].cpu().clone() for p in params]
         for name, params in algo.weights().items()
@@ -817,9 +955,13 @@ def _save_seed(ctx: RunContext, algo, optimizers, replay: Replay, envs: Envs, i:
     )
 
 
-def _load_envs(ctx: RunContext) -> dict:
+def _load_envs(ctx: RunContext) -> dict | None:
+    """The seed's pickled envs, or None where they could not be saved."""
+    path = ctx.run_dir / ENVS
+    if not path.exists():
+        return None
     # A pickle written by this run itself, trusted as SB3's replay-buffer pickle is.
-    return pickle.loads((ctx.run_dir / ENVS).read_bytes())  # noqa: S301
+    return pickle.loads(path.read_bytes())  # noqa: S301
 
 
 def _load_state(algo, optimizers, replay: Replay, states: list[dict]) -> None:

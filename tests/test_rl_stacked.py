@@ -1,13 +1,16 @@
 """Stacked SAC and DQN seeds (agents/stacked.py, ``suite run --stack-seeds``): seed i of a stack
 trains as a stack of one seed i; each role's spec (class, lr, schedule, clipping) is in force;
 one diverging seed is recorded while the others go on; an interrupted stack resumes exactly;
-optimizers that would mix seeds, and seeds whose settings differ, are refused."""
+optimizers that would mix seeds, and seeds whose settings differ, are refused; the Nature CNN
+is SB3's, per seed; a stack's checkpoint run later without --stack-seeds resumes as a stack of
+one."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +56,23 @@ task: {env_id: CartPole-v1, net_arch: [16, 16], batch_size: 16, buffer_size: 100
 budgets: {smoke: {}, quick: {}, full: {}}
 arms:
   adam: {q: {optimizer: adam, lr: 1.0e-3, clip_grad_norm: 1.0}}
+seeds: 3
+metrics: [eval/return_final]
+claims: []
+"""
+
+# A real ALE Breakout with the suite's Atari preprocessing (agents/envs.py: v5's own frame skip
+# and sticky actions, SB3's AtariWrapper, 4 stacked 84x84 frames), small enough for the CPU.
+ATARI_YAML = """
+description: stacked Nature CNN test
+trainer: dqn
+task: {env_id: ALE/Breakout-v5, network: nature_cnn, net_arch: [], batch_size: 8,
+       buffer_size: 300, learning_starts: 100, train_freq: 4, gradient_steps: 1,
+       target_update_interval: 50, exploration_fraction: 0.5, total_timesteps: 300,
+       eval_every: 150, eval_episodes: 1, final_evals: 1, max_episode_steps: 200}
+budgets: {smoke: {}, quick: {}, full: {}}
+arms:
+  adam: {q: {optimizer: adam, lr: 1.0e-4}}
 seeds: 3
 metrics: [eval/return_final]
 claims: []
@@ -222,8 +242,8 @@ def test_the_minatar_q_network_is_agents_networks_one_per_seed():
         # The lone network: agents/networks.py's extractor with a linear head, seed i's weights.
         extractor, head = MinAtarCNN(space), torch.nn.Linear(128, 3)
         with torch.no_grad():
-            extractor.conv[0].weight.copy_(q.conv.weight[i])
-            extractor.conv[0].bias.copy_(q.conv.bias[i])
+            extractor.conv[0].weight.copy_(q.conv.weights[0][i])
+            extractor.conv[0].bias.copy_(q.conv.biases[0][i])
             extractor.linear[1].weight.copy_(q.q.weights[0][i, 0].T)
             extractor.linear[1].bias.copy_(q.q.biases[0][i, 0, 0])
             head.weight.copy_(q.q.weights[1][i, 0].T)
@@ -285,3 +305,208 @@ def test_stacked_kfac_trains_each_seed_as_the_lone_kfac(name, kwargs):
     assert not torch.allclose(mlp.weights[0].detach(), torch.stack(
         [stacked._uniform((2, 5, 8), 1 / 5**0.5, torch.Generator().manual_seed(s), "cpu")
          for s in (0, 1)]))  # fmt: skip
+
+
+# --- the Nature CNN (Atari) -----------------------------------------------------------------
+
+ATARI_SPACE = ((4, 84, 84), "uint8")  # agents/envs.py: FrameStackObservation of 84x84 frames
+
+
+def nature_stack(seeds: tuple[int, ...], actions: int = 4):
+    import gymnasium as gym
+
+    from agents import dqn
+
+    space = gym.spaces.Box(0, 255, ATARI_SPACE[0], dtype=np.uint8)
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    config = dqn.Config(network="nature_cnn", net_arch=[])
+    return stacked.DqnStack(config, space, gym.spaces.Discrete(actions), generators, "cpu")
+
+
+def copy_nature_weights(q, i: int, convs: list, linears: list) -> None:
+    """Seed i's stacked weights into torch modules (Conv2d weights are (out, in, k, k) in both;
+    Linear weights are (out, in), the stack's (in, out))."""
+    with torch.no_grad():
+        for index, conv in enumerate(convs):
+            conv.weight.copy_(q.conv.weights[index][i])
+            conv.bias.copy_(q.conv.biases[index][i])
+        for index, linear in enumerate(linears):
+            linear.weight.copy_(q.q.weights[index][i, 0].T)
+            linear.bias.copy_(q.q.biases[index][i, 0, 0])
+
+
+def test_the_nature_cnn_is_a_plain_torch_nature_cnn_per_seed():
+    from torch import nn
+
+    q = nature_stack((3, 4, 5))
+    frames = torch.randint(0, 256, (3, 6, *ATARI_SPACE[0]), dtype=torch.uint8)
+    values = q.q_values(frames)
+    assert values.shape == (3, 6, 4)
+    for i in range(3):
+        # SB3's NatureCNN (Mnih et al. 2015) and a linear Q head (net_arch []), on frames / 255.
+        net = nn.Sequential(
+            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(), nn.Linear(512, 4),
+        )  # fmt: skip
+        copy_nature_weights(q, i, [net[0], net[2], net[4]], [net[7], net[9]])
+        with torch.no_grad():
+            expected = net(frames[i].float() / 255.0)
+        torch.testing.assert_close(values[i], expected, rtol=1e-5, atol=1e-5)
+    # Each seed's weights are its own draws: seed 3's in a stack of three are a stack of one's.
+    alone = nature_stack((3,)).conv.weights[0]
+    assert torch.equal(alone[0], q.conv.weights[0][0])
+    assert not torch.equal(q.conv.weights[0][0], q.conv.weights[0][1])
+
+
+def test_the_nature_cnn_gets_what_sb3s_dqn_feeds_its_network(tmp_path):
+    """SB3's own DQN on the suite's Atari env: no transposition (the frames are channels first
+    already) and uint8 frames divided by 255 inside its Q-network (preprocess_obs)."""
+    from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
+
+    from agents import dqn
+    from agents.common import make_env
+    from suite.optimizers import OptimizerSpec
+
+    env = make_env("ALE/Breakout-v5", 0)
+    assert env.observation_space.shape == ATARI_SPACE[0]
+    assert env.observation_space.dtype.name == ATARI_SPACE[1]
+    config = dqn.Config(env_id="ALE/Breakout-v5", network="nature_cnn", net_arch=[], buffer_size=10)
+    model = dqn.build(config, {"q": OptimizerSpec(optimizer="adam", lr=1e-4)}, env, 0, "cpu")
+    assert not is_vecenv_wrapped(model.get_env(), VecTransposeImage)
+    q = nature_stack((7,), int(env.action_space.n))
+    extractor, head = model.q_net.features_extractor, model.q_net.q_net
+    copy_nature_weights(q, 0, [extractor.cnn[i] for i in (0, 2, 4)], [extractor.linear[0], head[0]])
+    frames = []
+    obs, _ = env.reset()
+    for step in range(40):
+        frames.append(obs)
+        obs, *_ = env.step(step % 4)
+    frames = torch.as_tensor(np.stack(frames))
+    with torch.no_grad():
+        expected = model.q_net(frames)  # uint8 in: SB3 scales it itself
+    torch.testing.assert_close(q.q_values(frames[None].float())[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_each_seed_of_a_nature_cnn_stack_trains_as_a_stack_of_one(tmp_path):
+    runs = experiment_runs(tmp_path, ATARI_YAML, "adam")
+    together = stack(runs, tmp_path / "together")
+    for index, run in enumerate(runs):
+        (alone,) = stack([run], tmp_path / f"alone{index}")
+        assert_close(together[index], alone, rtol=1e-4)
+        assert together[index]["details"]["network"] == "nature_cnn"
+        # 50 updates (steps 104..300, train_freq 4), 2 evaluations, each over a whole game.
+        assert together[index]["details"]["q_optimizer_steps"] == 50
+        assert [s for s, _ in together[index]["curves"]["eval/return"]] == [150, 300]
+    assert (
+        together[0]["curves"]["eval/episode_length"] != together[1]["curves"]["eval/episode_length"]
+    )
+
+
+def test_the_replay_keeps_atari_frames_as_bytes_and_next_frames_alone():
+    import gymnasium as gym
+
+    space = gym.spaces.Box(0, 255, ATARI_SPACE[0], dtype=np.uint8)
+    replay = stacked.Replay(2, 10, space, (), torch.long, "cpu", frame_stacked=True)
+    assert replay.obs.dtype == replay.next_obs.dtype == torch.uint8
+    # obs 4 x 84 x 84 bytes, the next obs's newest 84 x 84 frame, action (int64), reward and
+    # done (float32).
+    assert replay.bytes_per_transition() == 4 * 84 * 84 + 84 * 84 + 8 + 4 + 4
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 6, 84, 84), dtype=np.uint8)  # two seeds' frame streams
+    for t in range(2):
+        obs, next_obs = frames[:, t : t + 4], frames[:, t + 1 : t + 5]
+        replay.add(obs, np.array([t, t]), np.ones(2), next_obs, np.zeros(2))
+    obs, actions, _, next_obs, _ = replay.sample(torch.tensor([[1, 0], [0, 1]]))
+    assert actions.tolist() == [[1, 0], [0, 1]]
+    assert torch.equal(next_obs[0, 0], torch.as_tensor(frames[0, 2:6]).float())
+    assert torch.equal(next_obs[1, 0], torch.as_tensor(frames[1, 1:5]).float())
+    assert torch.equal(obs[1, 1], torch.as_tensor(frames[1, 1:5]).float())
+    with pytest.raises(ValueError, match="not the shifted one"):
+        replay.add(frames[:, :4], np.zeros(2), np.ones(2), frames[:, :4], np.zeros(2))
+
+
+def test_an_unstackable_q_network_is_one_line_naming_the_choices():
+    import gymnasium as gym
+
+    from agents import dqn
+    from suite.errors import ConfigError
+
+    space = gym.spaces.Box(0, 1, (4,))
+    config = dqn.Config(network="mlp_trunk")
+    generators = [torch.Generator().manual_seed(0)]
+    with pytest.raises(ConfigError) as error:
+        stacked.DqnStack(config, space, gym.spaces.Discrete(2), generators, "cpu")
+    message = str(error.value)
+    assert "'mlp_trunk'" in message and "(valid: mlp, minatar_cnn, nature_cnn)" in message
+    assert "\n" not in message
+
+
+def test_an_interrupted_atari_stack_resumes_with_fresh_envs(tmp_path, monkeypatch):
+    """Atari envs cannot be pickled (as for the lone trainer): the stack resumes from its
+    checkpoint with its envs restarted, and says so in the log."""
+    runs = experiment_runs(tmp_path, ATARI_YAML, "adam", seeds=2)
+    expected = stack(runs, tmp_path / "uninterrupted")
+    interrupt_after(monkeypatch, 200, lambda: stack(runs, tmp_path / "interrupted"))
+    resumed = stack(runs, tmp_path / "interrupted")
+    for got, want, run in zip(resumed, expected, runs, strict=True):
+        assert got["status"] == "done"
+        # The evaluation before the interruption is the checkpoint's.
+        assert got["curves"]["eval/return"][0] == want["curves"]["eval/return"][0]
+        log = (Store(tmp_path / "interrupted").run_dir(run) / "log.txt").read_text()
+        assert "environments not saved" in log and "restart from a reset" in log
+
+
+# --- a stack's checkpoint, resumed without --stack-seeds -----------------------------------
+
+
+def interrupt_after(monkeypatch, step: int, run) -> None:
+    """Run ``run`` until a stack passes ``step`` with its checkpoints written, then interrupt."""
+    original = RunContext.progress
+
+    def progress(self, current: int, total: int) -> None:
+        if current >= step and (self.run_dir / stacked.CHECKPOINT).exists():
+            raise KeyboardInterrupt
+        original(self, current, total)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunContext, "progress", progress)
+        with pytest.raises(KeyboardInterrupt):
+            run()
+
+
+def test_a_stack_checkpoint_resumes_seed_by_seed_as_a_stack_of_one(tmp_path, monkeypatch):
+    runs = experiment_runs(tmp_path, DQN_YAML, "adam", seeds=2)
+    expected = stack(runs, tmp_path / "uninterrupted")
+    results = tmp_path / "interrupted"
+    interrupt_after(monkeypatch, 100, lambda: stack(runs, results))
+    store = Store(results)
+    assert all((store.run_dir(r) / stacked.CHECKPOINT).exists() for r in runs)
+    assert not any((store.run_dir(r) / "result.json").exists() for r in runs)
+    for run, want in zip(runs, expected, strict=True):
+        # Without --stack-seeds: the lone worker path, one run per process.
+        (status,) = execute(WorkerJob([run.to_dict()], str(results), "cpu", 1))
+        got = json.loads((store.run_dir(run) / "result.json").read_text())
+        assert status == "done"
+        assert_close(got, want)
+        assert "not stable-baselines3" in got["details"]["implementation"]
+        assert got["details"]["stacked"]["seeds"] == 1
+        log = (store.run_dir(run) / "log.txt").read_text()
+        assert "resuming with the stacked implementation" in log
+        assert not (store.run_dir(run) / "checkpoint.pt").exists()  # SB3 never ran
+
+
+def test_a_lone_checkpoint_newer_than_a_stack_one_resumes_lone(tmp_path):
+    import os
+
+    run = experiment_runs(tmp_path, DQN_YAML, "adam", seeds=1)[0]
+    (tmp_path / "run").mkdir()
+    ctx = RunContext(run, tmp_path / "run", "cpu")
+    assert stacked.resume_method(ctx) is None
+    (ctx.run_dir / stacked.CHECKPOINT).write_bytes(b"")
+    assert stacked.resume_method(ctx) == "bmm"
+    (ctx.run_dir / stacked.LONE_CHECKPOINT).write_bytes(b"")
+    os.utime(ctx.run_dir / stacked.CHECKPOINT, (1, 1))
+    assert stacked.resume_method(ctx) is None
+    ctx.close()

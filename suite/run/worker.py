@@ -89,7 +89,9 @@ def execute(job: WorkerJob) -> list[str]:
     """Run ``job`` in this process: claim, train, write the results. Returns their statuses.
 
     A lone run calls the trainer's ``train``; a stack (``job.stack``) calls its stack module's
-    ``train_stack``, which returns one result per seed, each what its lone run would record.
+    ``train_stack``, which returns one result per seed, each what its lone run would record. A
+    lone run whose directory holds a stack's checkpoint that its trainer cannot load resumes as
+    a stack of one.
     """
     import torch
 
@@ -107,11 +109,13 @@ def execute(job: WorkerJob) -> list[str]:
         label = ctx.run.label + (" (stacked)" if job.stack else "")
         ctx.emit("start", label=label, pid=os.getpid())
     try:
-        if job.stack is None:
+        # A lone run that a stack checkpointed goes on as a stack of one (_stacked_resume).
+        method = job.stack or _stacked_resume(runs[0], contexts[0])
+        if method is None:
             results = [trainer_module(runs[0].trainer).train(config, specs, contexts[0])]
         else:
             stack = stacked_module(runs[0].trainer)
-            results = stack.train_stack(config, specs, contexts, job.stack)
+            results = stack.train_stack(config, specs, contexts, method)
     except KeyboardInterrupt:
         for ctx in contexts:
             _hand_back(store, ctx, owner)
@@ -123,6 +127,17 @@ def execute(job: WorkerJob) -> list[str]:
     for ctx, result in zip(contexts, results, strict=True):
         _finish(store, ctx, result, owner)
     return [result.status for result in results]
+
+
+def _stacked_resume(run: RunSpec, ctx: RunContext) -> str | None:
+    """The stacking method a lone run must resume with, where its directory holds a stack's
+    checkpoint in a format its lone trainer cannot load (agents/stacked.py: resume_method)."""
+    from suite.trainers import STACKED, stacked_module
+
+    if run.trainer not in STACKED:
+        return None
+    resume = getattr(stacked_module(run.trainer), "resume_method", None)
+    return None if resume is None else resume(ctx)
 
 
 def _claim(store: Store, run: RunSpec, owner: str) -> bool:
