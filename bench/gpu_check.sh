@@ -10,7 +10,9 @@
 # autocast (the vmap BatchNorm fix), the VAE lone step compiled and its vmap stack, the CIFAR
 # ResNet classifier and a scorer (reference set, FID floor, calibration ladder) on the device,
 # a tiny `suite run --stack-seeds` through the runner for the DCGAN (vmap) and the VAE, and the
-# RL stacking bench (bench/rl_stacked.py) when it exists. Prints one table,
+# RL stacking bench (bench/rl_stacked.py) when it exists: its CPU line, and issue 15's two GPU
+# lines with the stacked side on the device (SAC HalfCheetah-v5 2 arms x 10 seeds against 16 SB3
+# processes; DQN MinAtar Breakout 4 x 20 seeds and its 4 x 20 x 1M projection). Prints one table,
 # path | status | time | figure, and exits non-zero if any path failed. Figures are short
 # timings for a smoke check, not benchmarks: bench/dcgan_throughput.py and bench/dcgan_stacked.py
 # measure speed.
@@ -22,6 +24,7 @@ export GPU_CHECK_DEVICE="$DEVICE"
 exec python - <<'PY'
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -260,17 +263,64 @@ def _():
                      "--set", "task.amp=true", "--set", "task.cpu_speed_settings=true")  # fmt: skip
 
 
+def rl_bench(*arguments, timeout=300):
+    """bench/rl_stacked.py's output; a RuntimeError (a FAIL row) when it exits non-zero."""
+    command = [sys.executable, "bench/rl_stacked.py", *arguments]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-200:]}")
+    return done.stdout
+
+
+def rl_line(pattern, text, what):
+    found = re.search(pattern, text)
+    if found is None:
+        raise RuntimeError(f"no {what} line in bench/rl_stacked.py's output")
+    return found
+
+
 if Path("bench/rl_stacked.py").exists():
 
     @check("rl: bench/rl_stacked.py dqn, 2 seeds")
     def _():
-        command = [sys.executable, "bench/rl_stacked.py", "--algo", "dqn", "--seeds", "2",
-                   "--steps", "200", "--workers", "2"]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-200:]}")
-        ratio = [line for line in done.stdout.splitlines() if "ratio" in line]
-        return ratio[0].strip() if ratio else done.stdout.strip().splitlines()[-1]
+        out = rl_bench("--algo", "dqn", "--seeds", "2", "--steps", "200", "--workers", "2")
+        ratio = [line for line in out.splitlines() if "ratio" in line]
+        return ratio[0].strip() if ratio else out.strip().splitlines()[-1]
+
+    # Issue 15's GPU lines. (a) 2 arms x 10 seeds of SAC HalfCheetah-v5 stacked on the device
+    # (2 processes) against 16 SB3 CPU processes: 1000 learning steps each, about 1-1.5 min on
+    # an H200 machine (estimate: SB3 ~55-80 steps/s a core). (b) DQN MinAtar Breakout, 4 arms x
+    # 20 seeds stacked (4 processes), 5000 learning steps, the stacked side alone, and the
+    # projection of 4 x 20 x 1M steps: about 1 min (estimate). On the CPU, tiny sizes.
+    if CUDA:
+        SAC_SIZES = ["--arms", "2", "--seeds", "10", "--steps", "1500", "--learning-starts", "500",
+                     "--workers", "16", "--sb3-runs", "16"]  # fmt: skip
+        DQN_SIZES = ["--arms", "4", "--seeds", "20", "--steps", "6000", "--learning-starts", "1000"]
+    else:
+        SAC_SIZES = ["--arms", "2", "--seeds", "1", "--steps", "120", "--learning-starts", "40",
+                     "--workers", "2", "--sb3-runs", "2", "--net-arch", "64,64"]  # fmt: skip
+        DQN_SIZES = ["--arms", "2", "--seeds", "2", "--steps", "600", "--learning-starts", "200"]
+
+    @check("rl: SAC HalfCheetah-v5 20 seeds stacked vs SB3")
+    def _():
+        out = rl_bench("--algo", "sac", "--env", "HalfCheetah-v5", "--device", DEVICE, *SAC_SIZES)
+        figures = []
+        for baseline in ("one", r"\d+"):
+            found = rl_line(rf"vs ({baseline}) SB3 process.*?: (\S+) whole runs, (\S+) learning "
+                            "phase", out, f"vs {baseline} SB3")  # fmt: skip
+            figures.append(f"vs {found[1]} SB3: {found[3]} learning ({found[2]} whole)")
+        target = re.search(r"target >= 50x.*: (met|not met)", out)
+        return "; ".join(figures) + (f"; 50x {target[1]}" if target else "")
+
+    @check("rl: DQN MinAtar Breakout 80 seeds stacked")
+    def _():
+        out = rl_bench("--algo", "dqn", "--env", "MinAtar/Breakout-v1", "--device", DEVICE,
+                       "--sb3-runs", "0", *DQN_SIZES)  # fmt: skip
+        found = rl_line(r"at (\d+) env-steps/s .*?measured here, (\d+ x \d+) seeds x (\d+) "
+                        r"steps\): ([\d.]+) min on this machine, (NOT within|within) 30 min", out,
+                        "projection")  # fmt: skip
+        return (f"projected 4x20x1M: {found[4]} min, {found[5]} 30 min (at {found[1]} "
+                f"env-steps/s, measured {found[2]} seeds x {found[3]} steps)")  # fmt: skip
 
 
 name_width = max(len(row[0]) for row in rows)
