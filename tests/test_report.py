@@ -323,3 +323,29 @@ def test_list_claims_gives_the_verdict_at_the_largest_budget_with_results(
         ("test-adam-beats-sgd", "quick", 3, "direction-only"),
         ("test-adam-faster", "quick", 3, "inconclusive"),
     ]
+
+
+def test_censored_steps_interval_stays_within_the_step_budget():
+    from suite.report.build import _metric_stats
+    from suite.result import Result
+
+    def run(seed: int, steps: float, reached: float) -> Result:
+        return Result(
+            f"r{seed}", "e", "a", seed, "quick", "dqn", {"total_timesteps": 30000}, {},
+            metrics={"eval/steps_to_threshold": steps, "eval/reached_threshold": reached},
+        )  # fmt: skip
+
+    # Two runs censored at the 30,000-step budget, one at 5,000: mean 21,667, sd 14,434, and
+    # the t interval 21,667 -+ 4.303 * 14,434 / sqrt(3) = [-14,191, 57,525] by hand; a restricted
+    # mean lies in [0, 30,000], so the interval is cut there.
+    stats = _metric_stats(
+        [run(0, 30000, 0), run(1, 30000, 0), run(2, 5000, 1)], "eval/steps_to_threshold"
+    )
+    assert stats["mean"] == pytest.approx(65000 / 3)
+    assert (stats["ci_low"], stats["ci_high"]) == (0.0, 30000.0)
+    assert stats["n_censored"] == 2
+    # Other metrics keep the plain t interval.
+    plain = _metric_stats(
+        [run(0, 30000, 0), run(1, 30000, 0), run(2, 5000, 1)], "eval/reached_threshold"
+    )
+    assert plain["ci_low"] < 0

@@ -144,6 +144,12 @@ def _metric_stats(results: list[Result], name: str) -> dict[str, Any]:
     if name.endswith("steps_to_threshold"):
         reached = name[: -len("steps_to_threshold")] + "reached_threshold"
         out["n_censored"] = sum(r.metrics.get(reached) == 0.0 for r in results)
+        # A run that never reached the threshold enters at its step budget, so this is a
+        # restricted mean (RMST), which lies in [0, budget]: a t interval past either end
+        # claims values no run could record, so it is cut there (the claims use RMST too).
+        budgets = [r.task.get("total_timesteps") for r in results if r.task]
+        if budgets and all(isinstance(b, (int, float)) for b in budgets):
+            out["ci_low"], out["ci_high"] = max(low, 0.0), min(high, float(max(budgets)))
     return out
 
 
