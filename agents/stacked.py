@@ -48,7 +48,9 @@ Checkpoints are per seed, in this module's format (``stack-checkpoint.pt`` and
 restarts them, as the lone trainer's does): an interrupted stack resumes stacked (seeds at
 different steps as separate stacks); a seed run later without ``--stack-seeds`` resumes with this
 module as a stack of one (``resume_method``, called by suite/run/worker.py), since the lone
-trainer's checkpoint is an SB3 model and cannot take this one.
+trainer's checkpoint is an SB3 model and cannot take this one; the other way round, a seed whose
+lone run was interrupted goes on lone when its grid is run with ``--stack-seeds``
+(``resumes_lone``), and its stack-mates train as the stack.
 """
 
 from __future__ import annotations
@@ -912,6 +914,24 @@ def resume_method(ctx: RunContext) -> str | None:
         "trainer cannot load"
     )
     return "bmm"
+
+
+def resumes_lone(ctx: RunContext) -> bool:
+    """Whether a seed sent to a stack (``--stack-seeds``) must go on as its lone run instead:
+    its directory holds a lone (SB3) checkpoint newer than any stack checkpoint, i.e. a lone run
+    was interrupted and the grid is now run stacked. A stack cannot load an SB3 model, and
+    starting the seed afresh in the stack would throw the run's progress away
+    (suite/run/worker.py runs such seeds lone, the rest as the stack)."""
+    lone_path, stacked_path = ctx.run_dir / LONE_CHECKPOINT, ctx.run_dir / CHECKPOINT
+    if not lone_path.exists():
+        return False
+    if stacked_path.exists() and stacked_path.stat().st_mtime >= lone_path.stat().st_mtime:
+        return False
+    ctx.log(
+        f"resuming as a lone stable-baselines3 run, outside the stack: this run directory "
+        f"holds a lone run's checkpoint ({LONE_CHECKPOINT}), which a stack cannot load"
+    )
+    return True
 
 
 def _result(ctx: RunContext, algo, optimizers, envs: Envs, config, i: int) -> Result:

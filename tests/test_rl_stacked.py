@@ -510,3 +510,36 @@ def test_a_lone_checkpoint_newer_than_a_stack_one_resumes_lone(tmp_path):
     os.utime(ctx.run_dir / stacked.CHECKPOINT, (1, 1))
     assert stacked.resume_method(ctx) is None
     ctx.close()
+
+
+def test_a_lone_checkpoint_goes_on_lone_inside_a_stacked_job(tmp_path, monkeypatch):
+    # The reverse case: seed 0 ran lone (SB3) and was interrupted after its checkpoint; the grid
+    # is then run with --stack-seeds. Seed 0 must finish as its lone run would have (not start
+    # afresh in the stack), seed 1 trains as a stack of one.
+    runs = experiment_runs(tmp_path, DQN_YAML, "adam", seeds=2)
+    alone = tmp_path / "alone"
+    Store(alone).register(runs[:1])
+    execute(WorkerJob([runs[0].to_dict()], str(alone), "cpu", 1))
+    want_lone = json.loads((Store(alone).run_dir(runs[0]) / "result.json").read_text())
+    (want_stacked,) = stack(runs[1:], tmp_path / "stacked")
+    results = tmp_path / "mixed"
+    Store(results).register(runs)
+    original = RunContext.progress
+
+    def progress(self, current: int, total: int) -> None:
+        if current >= 100 and (self.run_dir / stacked.LONE_CHECKPOINT).exists():
+            raise KeyboardInterrupt
+        original(self, current, total)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunContext, "progress", progress)
+        with pytest.raises(KeyboardInterrupt):
+            execute(WorkerJob([runs[0].to_dict()], str(results), "cpu", 1))
+    got_lone, got_stacked = stack(runs, results)
+    assert_close(got_lone, want_lone)
+    assert "not stable-baselines3" not in got_lone["details"].get("implementation", "")
+    log = (Store(results).run_dir(runs[0]) / "log.txt").read_text()
+    assert "resuming as a lone stable-baselines3 run" in log and "resumed" in log
+    assert not (Store(results).run_dir(runs[0]) / stacked.CHECKPOINT).exists()
+    assert_close(got_stacked, want_stacked)
+    assert got_stacked["details"]["stacked"]["seeds"] == 1

@@ -109,13 +109,16 @@ def execute(job: WorkerJob) -> list[str]:
         label = ctx.run.label + (" (stacked)" if job.stack else "")
         ctx.emit("start", label=label, pid=os.getpid())
     try:
-        # A lone run that a stack checkpointed goes on as a stack of one (_stacked_resume).
-        method = job.stack or _stacked_resume(runs[0], contexts[0])
-        if method is None:
-            results = [trainer_module(runs[0].trainer).train(config, specs, contexts[0])]
+        if job.stack is None:
+            # A lone run that a stack checkpointed goes on as a stack of one (_stacked_resume).
+            method = _stacked_resume(runs[0], contexts[0])
+            if method is None:
+                results = [trainer_module(runs[0].trainer).train(config, specs, contexts[0])]
+            else:
+                stack = stacked_module(runs[0].trainer)
+                results = stack.train_stack(config, specs, contexts, method)
         else:
-            stack = stacked_module(runs[0].trainer)
-            results = stack.train_stack(config, specs, contexts, method)
+            results = _train_stack(store, job.stack, config, specs, contexts)
     except KeyboardInterrupt:
         for ctx in contexts:
             _hand_back(store, ctx, owner)
@@ -127,6 +130,32 @@ def execute(job: WorkerJob) -> list[str]:
     for ctx, result in zip(contexts, results, strict=True):
         _finish(store, ctx, result, owner)
     return [result.status for result in results]
+
+
+def _train_stack(
+    store: Store, method: str, config, specs, contexts: list[RunContext]
+) -> list[Result]:
+    """The seeds of a stacked job: those whose directory holds a lone run's checkpoint the stack
+    cannot load (the stack module's ``resumes_lone``) go on lone, one after another, each with
+    its own divergence or failure; the others train as one stack."""
+    from suite.trainers import stacked_module, trainer_module
+
+    stack = stacked_module(contexts[0].run.trainer)
+    resumes_lone = getattr(stack, "resumes_lone", None)
+    lone = [i for i, ctx in enumerate(contexts) if resumes_lone is not None and resumes_lone(ctx)]
+    results: dict[int, Result] = {}
+    for i in lone:
+        try:
+            results[i] = trainer_module(contexts[i].run.trainer).train(config, specs, contexts[i])
+        except Diverged as diverged:
+            results[i] = contexts[i].diverged_result(diverged)
+        except Exception as error:  # noqa: BLE001 - one seed's failure must not stop the others
+            results[i] = _failed(store, contexts[i], error)
+    rest = [i for i in range(len(contexts)) if i not in results]
+    if rest:
+        trained = stack.train_stack(config, specs, [contexts[i] for i in rest], method)
+        results.update(zip(rest, trained, strict=True))
+    return [results[i] for i in range(len(contexts))]
 
 
 def _stacked_resume(run: RunSpec, ctx: RunContext) -> str | None:
