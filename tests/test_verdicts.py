@@ -183,6 +183,21 @@ def test_value_verdict_special_cases():
 # --------------------------------------------------------------------------------------------
 
 
+def test_relative_effects_are_quoted_as_percentages():
+    # The DQN Breakout claim (+22%) against its measured log-ratio interval at n = 10.
+    out = v.judge_effect(-0.3759, -0.05904, 0.22, budget="quick", n=10, percent=True)
+    assert out.label == "contradicted"
+    assert out.text.endswith(
+        "95% CI [-37.6%, -5.9%] lies entirely on the opposite side of 0 from the claimed "
+        "effect +22%"
+    )
+    near = v.judge_effect(0.15, 0.3, 0.22, budget="quick", n=10, percent=True)
+    assert near.label == "reproduced"
+    assert "within [+11%, +44%]" in near.text  # the band 0.22 / 2 .. 0.22 * 2
+    parity = v.judge_equivalence(-0.04, 0.03, 0.05, budget="quick", n=10, percent=True)
+    assert "90% CI [-4%, +3%] lies within the equivalence margin +-5%" in parity.text
+
+
 def test_judge_effect_text():
     out = v.judge_effect(-3.1, 12.0, 5.0, budget="quick", n=5)
     assert out == v.Verdict(

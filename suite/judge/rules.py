@@ -295,7 +295,7 @@ def _direction(s: Sample, confidence: float, budget: str) -> Judged:
     return Judged(e, v, stats.effect_p_value(e))
 
 
-def _sized(effect_fn: Callable[[Sample, float], stats.Effect]):
+def _sized(effect_fn: Callable[[Sample, float], stats.Effect], percent: bool = False):
     def rule(s: Sample, confidence: float, budget: str) -> Judged:
         e = effect_fn(s, confidence)
         v = verdicts.judge_effect(
@@ -306,20 +306,21 @@ def _sized(effect_fn: Callable[[Sample, float], stats.Effect]):
             n=s.n,
             confidence=confidence,
             tolerance=s.claim.tolerance,
+            percent=percent,
         )
         return Judged(e, v, stats.effect_p_value(e))
 
     return rule
 
 
-def _equivalence(effect_fn: Callable[[Sample, float], stats.Effect]):
+def _equivalence(effect_fn: Callable[[Sample, float], stats.Effect], percent: bool = False):
     def rule(s: Sample, confidence: float, budget: str) -> Judged:
         # TOST at alpha = 1 - confidence: the (1 - 2 alpha) interval (Lakens 2017, Sec. 2).
         level = 2.0 * confidence - 1.0
         e = effect_fn(s, level)
         margin = s.claim.effect.size
         v = verdicts.judge_equivalence(
-            e.ci_low, e.ci_high, margin, budget=budget, n=s.n, confidence=level
+            e.ci_low, e.ci_high, margin, budget=budget, n=s.n, confidence=level, percent=percent
         )
         p = max(
             stats.effect_p_value(e, -margin, "greater"), stats.effect_p_value(e, margin, "less")
@@ -346,8 +347,8 @@ def _value(s: Sample, confidence: float, budget: str) -> Judged:
 RULES: dict[str, Callable[[Sample, float, str], Judged]] = {
     "direction": _direction,
     "absolute": _sized(_difference),
-    "relative": _sized(_ratio),
-    "equivalence": _equivalence(_ratio),
+    "relative": _sized(_ratio, percent=True),  # A / B - 1, quoted as percentages
+    "equivalence": _equivalence(_ratio, percent=True),
     "equivalence_absolute": _equivalence(_difference),
     "value": _value,
 }

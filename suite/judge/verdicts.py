@@ -160,8 +160,13 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _ci_text(ci_low: float, ci_high: float, confidence: float) -> str:
-    return f"{fmt_confidence(confidence)} CI [{_fmt(ci_low)}, {_fmt(ci_high)}]"
+def _pct(x: float) -> str:
+    # A relative effect (A / B - 1) as the percentage the claims and the measured line use.
+    return f"{100 * x:+.3g}%"
+
+
+def _ci_text(ci_low: float, ci_high: float, confidence: float, fmt=_fmt) -> str:
+    return f"{fmt_confidence(confidence)} CI [{fmt(ci_low)}, {fmt(ci_high)}]"
 
 
 def _head(label: str, budget: str, n: int, unit: str) -> str:
@@ -339,22 +344,24 @@ def judge_effect(
     n: int,
     confidence: float = 0.95,
     tolerance: float = DEFAULT_TOLERANCE,
+    percent: bool = False,
 ) -> Verdict:
     """:func:`verdict` plus a sentence, e.g. "inconclusive at quick budget, n=5 seeds per arm:
-    95% CI [-3.1, 12] contains 0". Values are quoted in the units given; the CI's level is the
-    ``confidence`` given."""
+    95% CI [-3.1, 12] contains 0". Values are quoted in the units given (``percent``: a
+    relative effect, quoted as percentages); the CI's level is the ``confidence`` given."""
     early = precheck(budget, n)
     if early is not None:
         return early
     label = verdict(ci_low, ci_high, claimed_effect, budget=budget, n=n, tolerance=tolerance)
-    ci = _ci_text(ci_low, ci_high, confidence)
-    claim = f"the claimed effect {_fmt(claimed_effect)}"
+    fmt = _pct if percent else _fmt
+    ci = _ci_text(ci_low, ci_high, confidence, fmt)
+    claim = f"the claimed effect {fmt(claimed_effect)}"
     band = sorted((claimed_effect / tolerance, claimed_effect * tolerance))
     reason = {
-        "reproduced": f"{ci} excludes 0 and lies within [{_fmt(band[0])}, {_fmt(band[1])}] "
+        "reproduced": f"{ci} excludes 0 and lies within [{fmt(band[0])}, {fmt(band[1])}] "
         f"({claim} within a factor {_fmt(tolerance)})",
         "direction-only": f"direction reproduced, size undetermined: {ci} excludes 0 and "
-        f"contains {claim} but is not within [{_fmt(band[0])}, {_fmt(band[1])}] "
+        f"contains {claim} but is not within [{fmt(band[0])}, {fmt(band[1])}] "
         f"(a factor {_fmt(tolerance)})",
         "weaker": f"{ci} excludes 0 but is entirely smaller than {claim}",
         "stronger": f"{ci} excludes 0 and is entirely larger than {claim}",
@@ -381,15 +388,18 @@ def judge_equivalence(
     budget: str,
     n: int,
     confidence: float = 0.90,
+    percent: bool = False,
 ) -> Verdict:
     """:func:`equivalence_verdict` plus a one-sentence reason; ``confidence`` is the level of
-    the CI given (1 - 2 alpha: 0.90 for a 5% TOST)."""
+    the CI given (1 - 2 alpha: 0.90 for a 5% TOST); ``percent``: a relative effect, quoted as
+    percentages."""
     early = precheck(budget, n)
     if early is not None:
         return early
     label = equivalence_verdict(ci_low, ci_high, margin, budget, n)
-    ci = _ci_text(ci_low, ci_high, confidence)
-    band = f"the equivalence margin +-{_fmt(margin)}"
+    fmt = _pct if percent else _fmt
+    ci = _ci_text(ci_low, ci_high, confidence, fmt)
+    band = f"the equivalence margin +-{fmt(abs(margin)).lstrip('+')}"
     tost = f" (TOST at alpha {_fmt((1 - confidence) / 2)})"
     reason_text = {
         "reproduced": f"{ci} lies within {band}{tost}",
