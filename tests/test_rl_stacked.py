@@ -461,12 +461,13 @@ def test_an_interrupted_atari_stack_resumes_with_fresh_envs(tmp_path, monkeypatc
 # --- a stack's checkpoint, resumed without --stack-seeds -----------------------------------
 
 
-def interrupt_after(monkeypatch, step: int, run) -> None:
-    """Run ``run`` until a stack passes ``step`` with its checkpoints written, then interrupt."""
+def interrupt_after(monkeypatch, step: int, run, checkpoint: str = stacked.CHECKPOINT) -> None:
+    """Run ``run`` until it passes ``step`` with its ``checkpoint`` written (a stack's by
+    default), then interrupt."""
     original = RunContext.progress
 
     def progress(self, current: int, total: int) -> None:
-        if current >= step and (self.run_dir / stacked.CHECKPOINT).exists():
+        if current >= step and (self.run_dir / checkpoint).exists():
             raise KeyboardInterrupt
         original(self, current, total)
 
@@ -524,17 +525,8 @@ def test_a_lone_checkpoint_goes_on_lone_inside_a_stacked_job(tmp_path, monkeypat
     (want_stacked,) = stack(runs[1:], tmp_path / "stacked")
     results = tmp_path / "mixed"
     Store(results).register(runs)
-    original = RunContext.progress
-
-    def progress(self, current: int, total: int) -> None:
-        if current >= 100 and (self.run_dir / stacked.LONE_CHECKPOINT).exists():
-            raise KeyboardInterrupt
-        original(self, current, total)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunContext, "progress", progress)
-        with pytest.raises(KeyboardInterrupt):
-            execute(WorkerJob([runs[0].to_dict()], str(results), "cpu", 1))
+    lone = WorkerJob([runs[0].to_dict()], str(results), "cpu", 1)
+    interrupt_after(monkeypatch, 100, lambda: execute(lone), stacked.LONE_CHECKPOINT)
     got_lone, got_stacked = stack(runs, results)
     assert_close(got_lone, want_lone)
     assert "not stable-baselines3" not in got_lone["details"].get("implementation", "")
