@@ -52,6 +52,9 @@ class OptimizerRow:
     elementwise: bool = False  # each element's update depends only on its own history, so one
     # optimizer over S stacked seeds equals S optimizers (suite run --stack-seeds)
     needs_modules: bool = False  # built with the role's modules too (K-FAC's curvature hooks)
+    graph_safe: bool = False  # its step can be captured in a CUDA graph (suite/run/graphs.py):
+    # device-side step counts (torch's ``capturable=True``) or none, no host reads, no Python
+    # value that changes from step to step
     note: str = ""  # how the class and its defaults differ from the paper or reference code
 
     def cls(self) -> type:
@@ -67,6 +70,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         "Robbins & Monro 1951; heavy-ball momentum (Polyak 1964) and Nesterov (Sutskever et al. "
         "2013, eq. 3-4) via kwargs momentum, nesterov",
         elementwise=True,
+        graph_safe=True,
         note="torch's momentum form: buf = m*buf + (1-dampening)*g, step lr*buf (Sutskever's "
         "v = m*v - lr*g is the same for a constant lr); weight_decay is L2 added to g",
     ),
@@ -80,6 +84,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         torch.optim.Adadelta,
         "Zeiler 2012, Algorithm 1",
         elementwise=True,
+        graph_safe=True,
         note="torch multiplies the step by lr (default 1.0 = the paper); rho 0.9 and eps 1e-6 "
         "(the paper's experiments: rho 0.95, eps 1e-6)",
     ),
@@ -87,6 +92,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         torch.optim.RMSprop,
         "Tieleman & Hinton 2012, Lecture 6.5; centered form: Graves 2013, §4",
         elementwise=True,
+        graph_safe=True,
         note="eps outside the sqrt (Graves puts 1e-4 inside); alpha 0.99 (the lecture: 0.9)",
     ),
     "rmsprop_deepmind": OptimizerRow(
@@ -94,6 +100,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         "Mnih et al. 2015 (Nature DQN), Extended Data Table 1 and NeuralQLearner.lua: centered, "
         "eps inside the sqrt",
         elementwise=True,
+        graph_safe=True,
         note="the Lua code's gradient is the SUM over its minibatch: on a mean loss over B "
         "samples set loss_scale = B (eps acts as eps/B^2; B = 32 gives Dopamine's 1e-5)",
     ),
@@ -101,12 +108,14 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         torch.optim.Adam,
         "Kingma & Ba 2015, Algorithm 1",
         elementwise=True,
+        graph_safe=True,
         note="eps added to sqrt(v_hat) as in Alg. 1; weight_decay is L2 added to g",
     ),
     "adamw": OptimizerRow(
         torch.optim.AdamW,
         "Loshchilov & Hutter 2019, Algorithm 2",
         elementwise=True,
+        graph_safe=True,
         note="decay is lr * weight_decay * x (the paper: eta_t * lambda * x with eta_t the "
         "schedule multiplier, lr folded in); weight_decay default 0.01",
     ),
@@ -114,6 +123,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         torch.optim.NAdam,
         "Dozat 2016, Algorithm 2 (NAdam)",
         elementwise=True,
+        graph_safe=True,
         note="mu_t = beta1 (1 - 0.5 * 0.96^(t * momentum_decay)) as Dozat's §3; the m EMA uses "
         "beta1 where Alg. 2 uses mu_t (torch and Keras do so); lr 2e-3",
     ),
@@ -121,6 +131,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         torch.optim.RAdam,
         "Liu et al. 2020, Algorithm 2",
         elementwise=True,
+        graph_safe=True,
         note="rectified when rho_t > 5 (the paper: > 4; the authors' code uses >= 5); otherwise "
         "the un-adapted momentum step",
     ),
@@ -128,6 +139,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         torch.optim.Adamax,
         "Kingma & Ba 2015, Algorithm 2 (AdaMax)",
         elementwise=True,
+        graph_safe=True,
         note="u_t = max(beta2 u, |g| + eps): eps inside the max (the paper has none); lr 2e-3",
     ),
     "adafactor": OptimizerRow(
@@ -480,11 +492,14 @@ def build_role_optimizer(
     spec: OptimizerSpec,
     params: Iterable[torch.Tensor],
     modules: Iterable[nn.Module] | None = None,
+    capturable: bool = False,
 ) -> RoleOptimizer:
     """Build the optimizer, schedule and wrappers a spec describes over one role's parameters.
 
     :param params: the role's parameters (exactly these, see ``check_roles``).
     :param modules: the role's modules, needed by optimizers that precondition per layer (K-FAC).
+    :param capturable: for a step captured in a CUDA graph (``capture_blockers`` is None): torch
+        optimizers keep their step counts on the device. Same arithmetic as without.
     """
     params = [p for p in params if p.requires_grad]
     cls = optimizer_class(spec.optimizer)
@@ -497,6 +512,8 @@ def build_role_optimizer(
                 f"{spec.optimizer} needs modules, and role {role!r} has none", key="optimizer"
             )
         kwargs["modules"] = list(modules)
+    if capturable and "capturable" in _named_parameters(cls, set())[0]:
+        kwargs["capturable"] = True  # step counts on the device (suite/run/graphs.py)
     optimizer = cls(params, lr=spec.lr, **kwargs)
     scheduler = None
     if spec.schedule is not None:
@@ -506,6 +523,22 @@ def build_role_optimizer(
     if spec.lookahead is not None:
         optimizer = Lookahead(optimizer, k=spec.lookahead.k, alpha=spec.lookahead.alpha)
     return RoleOptimizer(role, spec, optimizer, scheduler, params)
+
+
+def capture_blockers(spec: OptimizerSpec) -> str | None:
+    """Why a role with this spec cannot be stepped inside a CUDA graph (suite/run/graphs.py), or
+    None when it can. A graph freezes every Python value of the step at capture: a schedule's
+    learning rate, Lookahead's every-k-steps sync and host-side step counts (K-FAC's inverse
+    updates, pytorch-optimizer's bias corrections) would all stop changing."""
+    row = OPTIMIZERS.get(spec.optimizer)
+    if row is None or not row.graph_safe:
+        safe = ", ".join(name for name, r in OPTIMIZERS.items() if r.graph_safe)
+        return f"optimizer {spec.optimizer!r} keeps host-side step state (graph-safe: {safe})"
+    if spec.schedule is not None:
+        return f"schedule {spec.schedule.name!r} changes the learning rate from the host"
+    if spec.lookahead is not None:
+        return "lookahead syncs its slow weights every k steps from the host"
+    return None
 
 
 def check_roles(role_params: dict[str, list[torch.Tensor]], model_params: Iterable[torch.Tensor]):
