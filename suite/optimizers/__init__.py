@@ -468,6 +468,16 @@ class RoleOptimizer:
         self.steps += 1
         return loss
 
+    def replayed_step(self) -> None:
+        """The host side of one ``step`` that a CUDA graph replayed (suite/run/graphs.py): a
+        replay runs the device work only, so the Python step counters (this one's, and a
+        graph-safe optimizer's integer ``step`` such as rmsprop_deepmind's) are advanced here.
+        torch's capturable optimizers count on the device and need nothing."""
+        self.steps += 1
+        for state in self.inner.state.values():
+            if isinstance(state.get("step"), int):
+                state["step"] += 1
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),

@@ -104,6 +104,10 @@ class StackedOptimizer:
             self.last_grad_norms = clip_per_seed(self.inner.params, self.seeds, self.clip_grad_norm)
         self.inner.step()
 
+    def replayed_step(self) -> None:
+        """The host side of a ``step`` a CUDA graph replayed (RoleOptimizer.replayed_step)."""
+        self.inner.replayed_step()
+
 
 @torch.no_grad()
 def clip_per_seed(params: list[torch.Tensor], seeds: int, max_norm: float) -> torch.Tensor:
