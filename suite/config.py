@@ -320,6 +320,16 @@ def _resolve_arms(
     return arms
 
 
+# Task settings that change how fast a run goes, not what it measures (the device gate's speed
+# settings, suite/run/device.py, and CUDA graphs, suite/run/graphs.py): like --device, changing
+# one with --set leaves the budget as documented.
+SPEED_SETTINGS = ("amp", "channels_last", "compile", "cpu_speed_settings", "cuda_graphs")
+
+
+def _speed_only(assignment: str) -> bool:
+    return assignment.partition("=")[0].strip().removeprefix("task.") in SPEED_SETTINGS
+
+
 def load_experiment(
     name_or_path: str,
     budget: str = "quick",
@@ -414,7 +424,7 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
         claims=claims,
         raw=raw,
         arm_tasks=arm_tasks,
-        task_overrides=[o.strip() for o in task_overrides],
+        task_overrides=[o.strip() for o in task_overrides if not _speed_only(o)],
     )
     return experiment
 

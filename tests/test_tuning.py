@@ -118,6 +118,9 @@ def test_set_task_changes_trials_and_evaluations_and_tuning_task_only_trials():
     assert experiment.budget_label == (
         "smoke (changed by --set task.total_timesteps=1200, task.eval_episodes=2)"
     )
+    # A speed setting changes how fast the runs go, not the budget (suite.config.SPEED_SETTINGS).
+    faster = load_experiment("dcgan-cifar10-adam0-rmsprop-vs-sgd", "quick", ["task.compile=true"])
+    assert faster.task.compile and faster.budget_label == "quick"
 
 
 def test_a_plain_run_with_set_is_not_held_to_the_trials_tier():
