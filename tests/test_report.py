@@ -181,6 +181,25 @@ def test_report_names_settings_changed_by_set(constructed_report):
     assert render._budget_warning(constructed_report[0]) is None  # the file's own settings
 
 
+def test_a_report_at_changed_settings_keeps_the_documented_one(tmp_path):
+    import dataclasses
+
+    experiment, store = constructed_store(tmp_path)
+    _, documented = write_report(experiment, store)
+    before = documented["md"].read_text()
+    changed = dataclasses.replace(experiment, task_overrides=["task.total_timesteps=1200"])
+    _, paths = write_report(changed, store)
+    # Its own files beside the documented report, named by a hash of the assignments.
+    assert re.fullmatch(r"report-set-[0-9a-f]{8}\.md", paths["md"].name)
+    assert paths["md"].parent == documented["md"].parent
+    assert "--set task.total_timesteps=1200" in paths["md"].read_text()
+    assert documented["md"].read_text() == before
+    curves = sorted(p.name for p in paths["md"].parent.glob("report-set-*_files/*.png"))
+    assert curves and curves == sorted(
+        p.name for p in documented["md"].parent.glob("report_files/curve_*.png")
+    )
+
+
 def test_report_files_have_every_section_and_images(constructed_report):
     data, paths = constructed_report
     markdown = paths["md"].read_text()

@@ -448,11 +448,17 @@ def test_tuned_quickstart_smoke_end_to_end(tmp_path, capsys):
     runs = Store(tmp_path).rows("quickstart", "smoke")
     assert sorted(r["arm"] for r in runs) == ["adam", "adam@t00", "adam@t01", "adam@tuned"]
     assert {r["status"] for r in runs} == {"done"}
-    report = (tmp_path / "quickstart" / "smoke" / "report.md").read_text()
+    # SHORT changes task settings with --set: the report is the changed settings' own
+    # (report-set-HASH.*), beside the documented one, which this run did not write.
+    directory = tmp_path / "quickstart" / "smoke"
+    (markdown,) = directory.glob("report-set-*.md")
+    stem = markdown.stem
+    assert not (directory / "report.md").exists()
+    report = markdown.read_text()
     assert "## Tuned at an equal budget of 2 trials" in report
-    assert "![sensitivity adam](report_files/sensitivity_adam.png)" in report
-    assert (tmp_path / "quickstart" / "smoke" / "report_files" / "sensitivity_adam.png").is_file()
-    data = json.loads((tmp_path / "quickstart" / "smoke" / "report.json").read_text())
+    assert f"![sensitivity adam]({stem}_files/sensitivity_adam.png)" in report
+    assert (directory / f"{stem}_files" / "sensitivity_adam.png").is_file()
+    data = json.loads((directory / f"{stem}.json").read_text())
     assert data["tuning"]["arms"][0]["tuned"][METRIC]["n"] == 1
     before = _hashes(tmp_path)
     assert main(args) == 0  # again: nothing runs twice, every result file stays as it was

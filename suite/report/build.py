@@ -8,6 +8,9 @@
     report.json          the data both are made from (what ``--json`` prints)
     report_files/*.png   learning curves: per arm, the mean over seeds with a 95% CI band
 
+(``report-set-HASH.*`` and ``report-set-HASH_files/`` for a run at settings changed by ``--set
+task.*``: ``report_stem``.)
+
 and prints the per-arm table and one line per claim. ``report --all`` does this for every
 experiment and budget with results, and writes ``results/index.md`` / ``index.html`` listing
 every experiment with its claims.
@@ -424,22 +427,31 @@ def summary_data(experiment, store, results: list[Result] | None = None) -> dict
     )
 
 
+def report_stem(experiment) -> str:
+    """``report`` at the documented budget; ``report-set-HASH`` at settings changed by ``--set
+    task.*``, so such a run never overwrites the documented budget's report (HASH: the first 8
+    hex digits of the sha256 of the sorted assignments)."""
+    if not experiment.task_overrides:
+        return "report"
+    text = "\n".join(sorted(experiment.task_overrides))
+    return f"report-set-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
 def write_report(experiment, store) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Write report.md, report.html, report.json and the PNGs; return the data and the paths."""
+    """Write report.md, report.html, report.json and the PNGs (``report_stem``: other names at
+    settings changed by --set); return the data and the paths."""
     results = select_results(experiment, store)
     data = summary_data(experiment, store, results)
     directory = report_dir(experiment, store)
     directory.mkdir(parents=True, exist_ok=True)
     arms = list(experiment.arms)
     order = [c.metric for c in experiment.claims] + list(experiment.metrics)
-    data["curves"] = plot_curves(results, arms, directory / REPORT_FILES, order)
+    stem = report_stem(experiment)
+    files = REPORT_FILES if stem == "report" else f"{stem}_files"
+    data["curves"] = plot_curves(results, arms, directory / files, order)
     data["samples"] = sample_grids(results, arms, directory)
-    data["tuning"] = tuning.tuning_section(experiment, store, directory)  # `tuning` section
-    paths = {
-        "md": directory / "report.md",
-        "html": directory / "report.html",
-        "json": directory / "report.json",
-    }
+    data["tuning"] = tuning.tuning_section(experiment, store, directory, files)  # `tuning`
+    paths = {kind: directory / f"{stem}.{kind}" for kind in ("md", "html", "json")}
     data["files"] = {k: str(v) for k, v in paths.items()}
     paths["md"].write_text(render.render_markdown(data), encoding="utf-8")
     paths["html"].write_text(render.render_html(data, directory), encoding="utf-8")

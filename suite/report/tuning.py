@@ -91,9 +91,11 @@ def _best(rows: list[dict[str, Any]], key: str, metric: str, direction: str) -> 
     return " = ".join(arm for arm, value in scored.items() if value == top)
 
 
-def tuning_section(experiment, store, directory: Path) -> dict[str, Any] | None:
+def tuning_section(
+    experiment, store, directory: Path, files: str = FIGURE_DIR
+) -> dict[str, Any] | None:
     """The section's data (strict JSON), with the sensitivity figures written under
-    ``directory/report_files``; None for an experiment without a ``tuning`` section."""
+    ``directory/files``; None for an experiment without a ``tuning`` section."""
     from suite import tuning
     from suite.config import select_results
     from suite.judge.evaluate import evaluate_claim
@@ -156,7 +158,7 @@ def tuning_section(experiment, store, directory: Path) -> dict[str, Any] | None:
             "tuned": _best(arms, "tuned", plan.metric, plan.direction),
         },
     }
-    data["figures"] = plot_sensitivity(data, plan, directory / FIGURE_DIR)
+    data["figures"] = plot_sensitivity(data, plan, directory / files)
     return data
 
 
