@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import ConfigError
-from suite.result import RunSpec
+from suite.result import RunSpec, task_identity
 from suite.schema import coerce, from_dict, parse_yaml, read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -472,12 +472,14 @@ def select_results(experiment: Experiment, store) -> list:
     """
     wanted = {}
     for run in expand(experiment):
-        wanted[run.arm] = _canonical({"task": run.task, "optimizers": run.optimizers})
+        wanted[run.arm] = _canonical(
+            {"task": task_identity(run.task), "optimizers": run.optimizers}
+        )
     return [
         result
         for result in store.results(experiment.name, experiment.budget)
         if wanted.get(result.arm)
-        == _canonical({"task": result.task, "optimizers": result.optimizers})
+        == _canonical({"task": task_identity(result.task), "optimizers": result.optimizers})
     ]
 
 

@@ -15,6 +15,19 @@ STATUSES = ("pending", "running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")
 
 
+# Task settings left out of a run's identity (its run id, and which recorded results a report
+# selects): switching them changes how fast the run goes, not what it computes, so a run
+# resumes and is reported across them. Only settings added after results were recorded with
+# the rest of the task in the hash can be listed here: dropping an older key (amp, compile)
+# would change every recorded run id.
+NOT_IN_IDENTITY = ("cuda_graphs",)
+
+
+def task_identity(task: dict[str, Any]) -> dict[str, Any]:
+    """The part of a task dict that identifies a run (``NOT_IN_IDENTITY`` left out)."""
+    return {k: v for k, v in task.items() if k not in NOT_IN_IDENTITY}
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One cell of the grid: an arm of an experiment at one budget and seed."""
@@ -30,7 +43,8 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """Stable id: a hash of the resolved config and seed (same config -> same run)."""
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), default=str)
+        fields = {**asdict(self), "task": task_identity(self.task)}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property

@@ -49,3 +49,17 @@ def test_budget_settings_merge_into_nested_task_settings(tmp_path):
     path.write_text(text)
     task = load_experiment(str(path), "quick").task
     assert task.env_kwargs == {"max_episode_steps": 100, "render_mode": None}
+
+
+def test_cuda_graphs_is_not_part_of_a_runs_identity():
+    # A speed setting added after results were recorded: switching it must neither change the
+    # run id (resume) nor drop recorded results from reports (suite.result.NOT_IN_IDENTITY).
+    from suite.result import RunSpec
+
+    task = {"total_timesteps": 1000, "cuda_graphs": True}
+    base = RunSpec("e", "adam", 0, "quick", "dqn", task, {"q": {"optimizer": "adam"}})
+    without = RunSpec("e", "adam", 0, "quick", "dqn", {"total_timesteps": 1000}, base.optimizers)
+    off = RunSpec("e", "adam", 0, "quick", "dqn", {**task, "cuda_graphs": False}, base.optimizers)
+    longer = RunSpec("e", "adam", 0, "quick", "dqn", {**task, "total_timesteps": 2000},
+                     base.optimizers)  # fmt: skip
+    assert base.run_id == without.run_id == off.run_id != longer.run_id
