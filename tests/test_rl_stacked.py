@@ -409,10 +409,11 @@ def test_the_replay_keeps_atari_frames_as_bytes_and_next_frames_alone():
 
     space = gym.spaces.Box(0, 255, ATARI_SPACE[0], dtype=np.uint8)
     replay = stacked.Replay(2, 10, space, (), torch.long, "cpu", frame_stacked=True)
-    assert replay.obs.dtype == replay.next_obs.dtype == torch.uint8
-    # obs 4 x 84 x 84 bytes, the next obs's newest 84 x 84 frame, action (int64), reward and
-    # done (float32).
-    assert replay.bytes_per_transition() == 4 * 84 * 84 + 84 * 84 + 8 + 4 + 4
+    assert replay.ring.frames.dtype == torch.uint8
+    # Each 84 x 84 frame once (agents/replay.py FrameRing: 10 transitions' frames, a reserve of
+    # 10 // 16 and one stack), per transition 5 int32 frame positions, action (int64), reward
+    # and done (float32); tests/test_replay.py checks the samples against whole stacks.
+    assert replay.bytes_per_transition() == -(-(15 * 84 * 84 + 10 * (20 + 8 + 4 + 4)) // 10)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 6, 84, 84), dtype=np.uint8)  # two seeds' frame streams
     for t in range(2):
