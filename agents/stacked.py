@@ -36,12 +36,21 @@ Differences from SB3, known and accepted: the initial weights are drawn from eac
 generator (PyTorch's default Linear initialization, the distribution SB3's SAC and DQN networks
 use, but not SB3's draws); replay indices and policy noise come from that generator, not numpy's
 global one; the first observation comes from a second (unseeded) reset after ``make_env``'s seeded
-one; SB3's ``optimize_memory_usage`` and n-step returns are not implemented (but the replay
-keeps only the newest frame of an Atari next observation: ``Replay``). A diverged seed is
+one; n-step returns are not implemented; the Atari replay stores each frame once (agents/replay.py
+``FrameRing``, the idea of SB3's ``optimize_memory_usage``, keeping truncated episodes' final
+observations, which SB3's drops). A diverged seed is
 detected at the next evaluation (parameters and last losses), where the lone DQN stops at the
 first non-finite TD loss. K-FAC (the ``kfac`` and ``kfac_adam`` rows) is batched over the seeds
 (agents/stacked_kfac.py); other optimizers that mix seeds are refused (suite/optimizers:
 ``check_stackable``), as is K-FAC on the CNNs.
+
+On CUDA the update (every seed and role, optimizer steps, clipping, Polyak averaging) and the
+batch of acting run as CUDA graphs (``task.cuda_graphs``; ``CapturedCalls`` over
+suite/run/graphs.py's CapturedStep):
+the seeds' random draws are made on the host side, from the same generators in the same order,
+so a graph run draws what an eager one does. A role whose spec a graph would freeze (K-FAC, a
+schedule, Lookahead: suite.optimizers ``capture_blockers``) keeps the stack eager; each result
+says which (``details.cuda_graphs``: 'on' or 'off: <why>').
 
 Checkpoints are per seed, in this module's format (``stack-checkpoint.pt`` and
 ``stack-envs.pkl`` in the seed's run directory; Atari envs cannot be pickled, and resume then
@@ -73,9 +82,10 @@ from agents.common import eval_seed, final_metrics, make_env
 from agents.envs import describe
 from agents.replay import Replay, sample_indices
 from suite.errors import ConfigError
-from suite.optimizers import OptimizerSpec, role_details
+from suite.optimizers import OptimizerSpec, capture_blockers, role_details
 from suite.result import Result
 from suite.run.context import Diverged, RunContext
+from suite.run.graphs import CapturedStep, refill, static_like
 from suite.run.stacking import (
     LeadingSeedDimension,
     StackedOptimizer,
@@ -226,13 +236,79 @@ def _uniform(shape, bound: float, generator: torch.Generator, device) -> torch.T
     return (torch.rand(shape, generator=generator, device=device) * 2 - 1) * bound
 
 
-# --- replay ---------------------------------------------------------------------------------
+# --- CUDA graphs ------------------------------------------------------------------------------
+
+
+class CapturedCalls:
+    """A stack's update and acting as CUDA graphs (suite/run/graphs.py, ``task.cuda_graphs``).
+
+    Each is split in two: a host part that draws from the seeds' generators, in the order the
+    eager code always drew, and a capture-safe part that reads those draws from static buffers
+    (and the weights, optimizer states and replay storage, which stay where they are) and reads
+    nothing back to the host. The capture-safe part runs through a ``CapturedStep``: a graph
+    replayed on CUDA when ``graphs`` is 'on', the same function on the same buffers eagerly
+    otherwise, so the CPU runs (and tests) what a graph replays.
+    """
+
+    graphs = "off: no optimizers built"
+    """'on', or 'off: <why>' (``graph_setting``): set by ``build_optimizers``."""
+
+    def run_captured(self, name: str, key: tuple, inputs: dict[str, torch.Tensor], build) -> Any:
+        """Call ``name``'s CapturedStep with ``inputs`` copied into its static buffers.
+
+        :param key: what the step reads besides its inputs (replay, optimizers, and the
+            replay's ``storage_version``: its tensors replaced, agents/replay.py): another
+            object or number builds (and on CUDA captures) the step anew.
+        :param build: ``build(static) -> (step, host_effects)`` over the static buffers.
+        """
+        steps = self.__dict__.setdefault("_captured_steps", {})
+        entry = steps.get(name)
+        if entry is None or not all(map(_same_key, entry[0], key)):
+            static = {k: static_like(v) for k, v in inputs.items()}
+            step, host_effects = build(static)
+            captured = CapturedStep(
+                step, self.device, enabled=self.graphs == "on", host_effects=host_effects
+            )
+            steps[name] = entry = (key, static, captured)
+        else:
+            for k, value in inputs.items():
+                refill(entry[1][k], value)
+        return entry[2]()
+
+
+def _same_key(a, b) -> bool:
+    return a is b or (isinstance(a, int) and a == b)
+
+
+def graph_setting(config, specs: dict[str, OptimizerSpec], device) -> str:
+    """Whether a stack's update is captured as a CUDA graph: 'on', or 'off: <why>' (each seed's
+    ``details.cuda_graphs``). A role whose spec cannot be stepped inside a graph (K-FAC, a
+    schedule, Lookahead: ``capture_blockers``) turns it off for the stack."""
+    if not config.cuda_graphs:
+        return "off: task.cuda_graphs false"
+    for role, spec in specs.items():
+        blocker = capture_blockers(spec)
+        if blocker is not None:
+            return f"off: {role}: {blocker}"
+    if torch.device(device).type != "cuda":
+        return "off: not CUDA"
+    return "on"
+
+
+def replayed_steps(optimizers: dict[str, StackedOptimizer]):
+    """The host side of one replayed update: every role's optimizer steps once per update."""
+
+    def host_effects() -> None:
+        for optimizer in optimizers.values():
+            optimizer.replayed_step()
+
+    return host_effects
 
 
 # --- SAC --------------------------------------------------------------------------------------
 
 
-class SacStack(LeadingSeedDimension):
+class SacStack(CapturedCalls, LeadingSeedDimension):
     """S SACs: actor, twin critics, their targets, the entropy coefficient (SB3 ``SAC``)."""
 
     algo = "SAC"
@@ -309,9 +385,19 @@ class SacStack(LeadingSeedDimension):
                 for g in self.generators
             ]
         )
+        action = self.run_captured(
+            "act",
+            (),
+            {"obs": obs, "noise": noise},
+            lambda static: (partial(self._act, static), None),
+        )
+        return self.unscale(action), action.cpu().numpy()
+
+    def _act(self, static: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch of acting, capture-safe: (S, A) actions in [-1, 1]."""
         with torch.no_grad():
-            action, _ = self.action_log_prob(obs[:, None], noise)
-        return self.unscale(action[:, 0]), action[:, 0].cpu().numpy()
+            action, _ = self.action_log_prob(static["obs"][:, None], static["noise"])
+        return action[:, 0]
 
     def greedy(self, obs: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
@@ -327,7 +413,8 @@ class SacStack(LeadingSeedDimension):
     def update(self, replay: Replay, optimizers: dict[str, StackedOptimizer]) -> None:
         """One gradient step of every seed (SB3 ``SAC.train``, one iteration); each seed's loss
         is a mean over its own batch, and the seeds' losses are summed: the gradient of the sum
-        for seed i's parameters is seed i's own gradient."""
+        for seed i's parameters is seed i's own gradient. The draws are made here, the step in
+        ``_update`` (a CUDA graph on CUDA: ``CapturedCalls``)."""
         config = self.config
         index = sample_indices(replay, config.batch_size, self.generators)
         noise = torch.stack(
@@ -336,15 +423,29 @@ class SacStack(LeadingSeedDimension):
                 for g in self.generators
             ]
         )
-        obs, actions, rewards, next_obs, dones = replay.sample(index)
+        losses = self.run_captured(
+            "update",
+            (replay, optimizers, getattr(replay, "storage_version", 0)),
+            {"index": index, "noise": noise},
+            lambda static: (
+                partial(self._update, replay, optimizers, static),
+                replayed_steps(optimizers),
+            ),
+        )
+        self.last_losses.update(losses)
+
+    def _update(self, replay: Replay, optimizers, static: dict) -> dict[str, torch.Tensor]:
+        """The update on the drawn batch indices and noise, capture-safe: the losses per seed."""
+        config, noise, losses = self.config, static["noise"], {}
+        obs, actions, rewards, next_obs, dones = replay.sample(static["index"])
         with self.actor.capture.capturing():
             actions_pi, log_prob = self.action_log_prob(obs, noise[:, 0])
         ent_coef = self.ent_coef()  # before the entropy step, as SB3
-        if self.log_ent_coef is not None:
+        if self.log_ent_coef is not None:  # the config's, fixed: the same branch every replay
             target = (log_prob + self.target_entropy).detach()
             ent_loss = -(self.log_ent_coef[:, None] * target).mean(1)
             _step(optimizers["entropy"], ent_loss)
-            self.last_losses["entropy"] = ent_loss.detach()
+            losses["entropy"] = ent_loss.detach()
         with torch.no_grad():
             next_actions, next_log_prob = self.action_log_prob(next_obs, noise[:, 1])
             next_q = self.q_values(next_obs, next_actions, self.critic_target).min(1).values
@@ -364,7 +465,7 @@ class SacStack(LeadingSeedDimension):
         with torch.no_grad():  # SB3 polyak_update: target = (1 - tau) target + tau online
             for t, p in zip(self.critic_target, self.critic.parameters(), strict=True):
                 t.mul_(1 - config.tau).add_(p, alpha=config.tau)
-        self.last_losses.update(critic=critic_loss.detach(), actor=actor_loss.detach())
+        return {**losses, "critic": critic_loss.detach(), "actor": actor_loss.detach()}
 
     def seed_details(self, i: int) -> dict[str, Any]:
         details: dict[str, Any] = {"ent_coef": self.config.ent_coef}
@@ -376,7 +477,7 @@ class SacStack(LeadingSeedDimension):
 # --- DQN --------------------------------------------------------------------------------------
 
 
-class DqnStack(LeadingSeedDimension):
+class DqnStack(CapturedCalls, LeadingSeedDimension):
     """S DQNs: Q-network and target network (SB3 ``DQN``: MLP, MinAtar or Nature CNN)."""
 
     algo = "DQN"
@@ -455,8 +556,9 @@ class DqnStack(LeadingSeedDimension):
         draws = torch.stack(
             [torch.rand((), generator=g, device=self.device) for g in self.generators]
         )
-        with torch.no_grad():
-            greedy = self.q_values(obs[:, None])[:, 0].argmax(-1)
+        greedy = self.run_captured(
+            "act", (), {"obs": obs}, lambda static: (partial(self._greedy, static), None)
+        )
         greedy, draws = greedy.cpu().numpy(), draws.cpu().numpy()
         actions = np.array(
             [
@@ -465,6 +567,11 @@ class DqnStack(LeadingSeedDimension):
             ]
         )
         return actions, actions
+
+    def _greedy(self, static: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch of acting's greedy actions (S,), capture-safe."""
+        with torch.no_grad():
+            return self.q_values(static["obs"][:, None])[:, 0].argmax(-1)
 
     def greedy(self, obs: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
@@ -478,10 +585,25 @@ class DqnStack(LeadingSeedDimension):
                     t.copy_(p)
 
     def update(self, replay: Replay, optimizers: dict[str, StackedOptimizer]) -> None:
-        """One gradient step of every seed (agents/dqn.py ``SuiteDQN.train``, one iteration)."""
+        """One gradient step of every seed (agents/dqn.py ``SuiteDQN.train``, one iteration): the
+        batch indices drawn here, the step in ``_update`` (a CUDA graph on CUDA)."""
+        index = sample_indices(replay, self.config.batch_size, self.generators)
+        losses = self.run_captured(
+            "update",
+            (replay, optimizers, getattr(replay, "storage_version", 0)),
+            {"index": index},
+            lambda static: (
+                partial(self._update, replay, optimizers, static),
+                replayed_steps(optimizers),
+            ),
+        )
+        self.last_losses.update(losses)
+
+    def _update(self, replay: Replay, optimizers, static: dict) -> dict[str, torch.Tensor]:
+        """The TD step on the drawn batch indices, capture-safe: the losses per seed. The target
+        network is read here and copied into in place (``after_step``), outside the graph."""
         config = self.config
-        index = sample_indices(replay, config.batch_size, self.generators)
-        obs, actions, rewards, next_obs, dones = replay.sample(index)
+        obs, actions, rewards, next_obs, dones = replay.sample(static["index"])
         with torch.no_grad():
             next_q = self.q_values(next_obs, self.q_target).max(-1).values
             target_q = rewards + (1 - dones) * config.gamma * next_q
@@ -492,7 +614,7 @@ class DqnStack(LeadingSeedDimension):
         else:
             losses = F.mse_loss(current_q, target_q, reduction="none").mean(1)
         _step(optimizers["q"], losses)
-        self.last_losses["q"] = losses.detach()
+        return {"q": losses.detach()}
 
     def seed_details(self, i: int) -> dict[str, Any]:
         return {"loss": self.config.loss, "network": self.config.network,
@@ -502,12 +624,21 @@ class DqnStack(LeadingSeedDimension):
 def build_optimizers(algo, specs: dict[str, OptimizerSpec]) -> dict[str, StackedOptimizer]:
     """Each role's optimizer over its stacked parameters: elementwise ones as the other stacks
     build them (suite/run/stacking.py), K-FAC batched over the seeds (agents/stacked_kfac.py);
-    gradient-norm clipping per seed either way."""
+    gradient-norm clipping per seed either way. Decides whether the update is a CUDA graph
+    (``algo.graphs``: ``graph_setting``); the optimizers are then built capturable (their step
+    counts on the device), and only then: torch's capturable steps run on CUDA alone."""
+    roles = algo.role_parameters()
+    algo.graphs = graph_setting(algo.config, {role: specs[role] for role in roles}, algo.device)
+    capturable = algo.graphs == "on"
     optimizers = {}
-    for role, params in algo.role_parameters().items():
+    for role, params in roles.items():
         spec = specs[role]
         if not stacked_kfac.is_kfac(spec):
-            optimizers.update(stacked_role_optimizers({role: params}, algo.seeds, {role: spec}))
+            optimizers.update(
+                stacked_role_optimizers(
+                    {role: params}, algo.seeds, {role: spec}, capturable=capturable
+                )
+            )
             continue
         mlps = algo.role_mlps().get(role)
         if not mlps:
@@ -539,7 +670,28 @@ def _load_optimizer_states(optimizers, algo, seed_states: list[dict]) -> None:
             joined = stacked_kfac.joined_state(lone)
         else:
             joined = joined_optimizer_state(lone, optimizer.inner.params, algo.split, algo.join)
+        built = [group.get("capturable") for group in optimizer.inner.inner.param_groups]
         optimizer.inner.load_state_dict(joined)
+        _restore_capturable(optimizer.inner.inner, built)
+
+
+def _restore_capturable(optimizer: torch.optim.Optimizer, built: list) -> None:
+    """Give the param groups back the ``capturable`` flag this run built them with.
+
+    torch's ``load_state_dict`` takes the flag of the run that saved the state (and places the
+    ``step`` counts by it), but this run's graphs decide it (``build_optimizers``): a graph
+    run's checkpoint resumed on the CPU must not step capturably (torch refuses on the CPU), and
+    an eager run's checkpoint resumed with graphs must count on the device.
+    """
+    for group, flag in zip(optimizer.param_groups, built, strict=True):
+        if flag is None or group.get("capturable") == flag:
+            continue
+        group["capturable"] = flag
+        for param in group["params"]:
+            step = optimizer.state.get(param, {}).get("step")
+            if torch.is_tensor(step):  # where torch keeps it: the device if capturable, else CPU
+                where = param.device if flag else torch.device("cpu")
+                optimizer.state[param]["step"] = step.to(where, torch.float32)
 
 
 def _step(optimizer: StackedOptimizer, losses: torch.Tensor) -> None:
@@ -844,6 +996,7 @@ def _result(ctx: RunContext, algo, optimizers, envs: Envs, config, i: int) -> Re
     details: dict[str, Any] = {"env": describe(envs.train.envs[i]), **algo.seed_details(i)}
     details.update(role_details({role: o.inner for role, o in optimizers.items()}))
     details["stacked"] = stack_details(algo.seeds, "bmm")
+    details["cuda_graphs"] = algo.graphs
     details["implementation"] = IMPLEMENTATION.format(algo=algo.algo)
     metrics = final_metrics(
         ctx.curves, config.total_timesteps, config.final_evals, config.return_threshold

@@ -32,6 +32,12 @@ and MinAtar/Breakout-v1 (DQN) a projection line follows: the issue's grid (sac-k
 2 arms x 10 seeds x 100k steps in 10 minutes; dqn-breakout quick: 4 x 20 x 1M in 30 minutes) at
 the stacked learning-phase rate measured here, a projection from a short run, not a measurement.
 
+``--cuda-graphs {on,off,both}`` (default both on CUDA, off on the CPU): the stacked side with
+its update and acting captured as CUDA graphs (``task.cuda_graphs``: agents/stacked.py,
+suite/run/graphs.py) or eager; ``both`` runs the stacked side twice, graphs first, and prints the
+two rates and their ratio (the SB3 lines compare the first). Each stacked side prints what its
+runs recorded in ``details.cuda_graphs`` ('on', or 'off: <why>': the CPU, K-FAC, a schedule).
+
 ``--network auto`` (DQN) picks the network from the env id as the configs do: ``minatar_cnn``
 with a linear head (``net_arch: []``) and batch 32 for MinAtar/... (configs/
 dqn-breakout-adam-vs-rmsprop.yaml), ``nature_cnn`` with ``net_arch: []`` for ALE ids, else the MLP.
@@ -150,8 +156,9 @@ def run_job(args: tuple) -> dict:
     recorded = Store(results).results(runs[0]["experiment"])
     ids = {r["run_id"] for r in runs}
     gpu = [r.peak_gpu_mb for r in recorded if r.run_id in ids and r.peak_gpu_mb is not None]
+    graphs = sorted({str(r.details.get("cuda_graphs")) for r in recorded if r.run_id in ids})
     return {"wall": wall, "cpu": cpu, "start": start, "end": end, "marks": reached,
-            "gpu_mb": max(gpu) if gpu else None}  # fmt: skip
+            "gpu_mb": max(gpu) if gpu else None, "graphs": graphs}  # fmt: skip
 
 
 def both_sides(
@@ -162,21 +169,28 @@ def both_sides(
     device: str = "cpu",
     sb3_runs: int | None = None,
     marks: tuple[int, ...] = (),
+    graphs: tuple[str | None, ...] = (None,),
 ) -> dict:
     """Both sides of ``path``'s grid: one stack per arm on ``device`` (the arms' stacks at once,
-    one process each), then ``sb3_runs`` of the lone runs (all by default; 0: none) on the CPU,
-    ``workers`` at a time."""
+    one process each) for each of ``graphs`` ('on'/'off': ``task.cuda_graphs``, None: the
+    task's own; sides ``stacked``, then ``stacked-graphs-<mode>``), then ``sb3_runs`` of the
+    lone runs (all by default; 0: none) on the CPU, ``workers`` at a time."""
     from suite.config import expand, load_experiment
     from suite.store import Store
 
     runs = expand(load_experiment(str(path), "quick", seeds=seeds))
-    arms = list(dict.fromkeys(r.arm for r in runs))
     lone = runs if sb3_runs is None else runs[:sb3_runs]
     context = mp.get_context("spawn")
     sides = {}
-    for side, stack in (("stacked", "bmm"), ("sb3", None)):
+    stacked_sides = [(stacked_side(index, mode), "bmm", mode) for index, mode in enumerate(graphs)]
+    for side, stack, mode in [*stacked_sides, ("sb3", None, None)]:
         if not stack and not lone:
             continue
+        if stack and mode is not None:
+            # A speed setting (suite.config.SPEED_SETTINGS): the same runs, graphs on or off.
+            setting = f"task.cuda_graphs={'true' if mode == 'on' else 'false'}"
+            runs = expand(load_experiment(str(path), "quick", [setting], seeds=seeds))
+        arms = list(dict.fromkeys(r.arm for r in runs))
         results = root / side
         side_runs = runs if stack else lone
         Store(results).register(side_runs)
@@ -199,8 +213,15 @@ def both_sides(
             "jobs": times,
             "seed_runs": len(side_runs),
             "results": Store(results).results(runs[0].experiment),
+            "graphs": sorted({g for t in times for g in t["graphs"]}),
         }
     return sides
+
+
+def stacked_side(index: int, mode: str) -> str:
+    """The name of the stacked side measured ``index``-th, with graphs ``mode``: ``stacked`` for
+    the first (the one the SB3 lines compare), ``stacked-graphs-<mode>`` for another."""
+    return "stacked" if index == 0 else f"stacked-graphs-{mode}"
 
 
 def _learning(side: dict, first: int, last: int) -> tuple[float | None, float | None]:
@@ -299,6 +320,22 @@ def print_aggregate(args, sides: dict, rates: dict) -> None:
         print(f"  target >= 50x vs one SB3 process ({phase}): {verdict}")
 
 
+def print_graphs(args, sides: dict, rates: dict) -> None:
+    """With --cuda-graphs both: the stacked side with graphs on against off, and their ratio."""
+    if len(args.graph_modes) < 2:
+        return
+    names = [stacked_side(args.graph_modes.index(m), m) for m in ("on", "off")]
+    on, off = (rates[name] for name in names)
+    captured = sides[names[0]]["graphs"] == ["on"]
+    print(
+        f"  CUDA graphs on / off (stacked, aggregate): {_fmt(on['span'])} / {_fmt(off['span'])} "
+        f"env-steps/s whole runs ({_ratio(on['span'], off['span'])}), "
+        f"{_fmt(on['learn_span'])} / {_fmt(off['learn_span'])} learning phase "
+        f"({_ratio(on['learn_span'], off['learn_span'])})"
+        + ("" if captured else "; nothing was captured (both sides eager): the ratio is noise")
+    )
+
+
 def print_projection(args, rates: dict) -> None:
     """The issue's grid at the stacked learning-phase rate measured here (a projection)."""
     env_id, arms, seeds, steps, minutes, grid = PROJECTIONS[args.algo]
@@ -348,8 +385,9 @@ def throughput(args) -> None:
             root, "throughput", trainer, task, args.seeds, args.critic, args.arms
         )
         sides = both_sides(
-            path, args.seeds, args.workers, root, args.device, args.sb3_runs, (first, args.steps)
-        )
+            path, args.seeds, args.workers, root, args.device, args.sb3_runs,
+            (first, args.steps), args.graph_modes,
+        )  # fmt: skip
     critic = f", critic {args.critic}" if args.critic else ""
     net = args.net_arch if args.network == "mlp" else f"{args.network} + {args.net_arch}"
     arms = f"{args.arms} arms x " if args.arms > 1 else ""
@@ -364,14 +402,16 @@ def throughput(args) -> None:
         steps = s["seed_runs"] * args.steps
         per_core, per_cpu = steps / s["run_wall_s"], steps / s["run_cpu_s"]
         rates[side] = (per_core, per_cpu)
-        if side == "stacked":
+        graphs = ""
+        if side.startswith("stacked"):
             label = "stacked (1 process)" if args.arms == 1 else f"stacked ({args.arms} processes)"
+            graphs = f" [details.cuda_graphs: {', '.join(repr(g) for g in s['graphs'])}]"
         else:
             label = f"SB3 ({args.workers} workers)"
         print(
             f"  {label:20s} steps {steps}, run wall {s['run_wall_s']:.1f} s (side elapsed "
             f"{s['elapsed_s']:.1f} s), CPU {s['run_cpu_s']:.1f} s: {per_core:.0f} env-steps/s "
-            f"per core, {per_cpu:.0f} per CPU-second"
+            f"per core, {per_cpu:.0f} per CPU-second{graphs}"
         )
     if "sb3" in rates:
         ratio_core = rates["stacked"][0] / rates["sb3"][0]
@@ -384,6 +424,7 @@ def throughput(args) -> None:
             verdict = "met" if min(ratio_core, ratio_cpu) >= 3 else "not met"
             print(f"  target >= 3x (both measures): {verdict}")
     aggregate = aggregate_rates(sides, args.steps, args.learning_starts, args.workers)
+    print_graphs(args, sides, aggregate)
     print_aggregate(args, sides, aggregate)
     print_projection(args, aggregate)
 
@@ -474,6 +515,12 @@ def main() -> None:
         "--device", choices=("cpu", "cuda"), default="cpu", help="the stacked side's device"
     )
     parser.add_argument(
+        "--cuda-graphs",
+        choices=("on", "off", "both"),
+        default=None,
+        help="the stacked update as CUDA graphs (task.cuda_graphs); default both on CUDA, else off",
+    )
+    parser.add_argument(
         "--arms", type=int, default=1, help="identical arms: one stack (process) each, at once"
     )
     parser.add_argument(
@@ -513,6 +560,8 @@ def main() -> None:
         parser.error("--arms and --seeds must be >= 1")
     if args.device == "cuda" and args.parity:
         parser.error("--parity runs on the CPU (both sides); drop --device cuda")
+    graphs = args.cuda_graphs or ("both" if args.device == "cuda" else "off")
+    args.graph_modes = ("on", "off") if graphs == "both" else (graphs,)
     parity(args) if args.parity else throughput(args)
 
 

@@ -26,6 +26,7 @@ TRAINER_MAY_IMPORT = (
     "suite.optimizers",
     "suite.run.context",
     "suite.run.device",
+    "suite.run.graphs",  # CapturedStep: a trainer's whole step as a CUDA graph
     "suite.run.stacking",
 )
 

@@ -75,16 +75,19 @@ def build_stacked_optimizers(stack, specs: dict[str, OptimizerSpec]) -> dict[str
 
 
 def stacked_role_optimizers(
-    role_parameters: dict[str, list[torch.Tensor]], seeds: int, specs: dict[str, OptimizerSpec]
+    role_parameters: dict[str, list[torch.Tensor]],
+    seeds: int,
+    specs: dict[str, OptimizerSpec],
+    capturable: bool = False,
 ) -> dict[str, StackedOptimizer]:
     """Each role's optimizer over its stacked parameters, clipping per seed (shared by the DCGAN
-    and VAE stacks)."""
+    and VAE stacks); ``capturable``: for a step captured in a CUDA graph (build_role_optimizer)."""
     optimizers = {}
     for role, params in role_parameters.items():
         check_stackable(role, specs[role])
         # Clipping is per seed (StackedOptimizer); the role optimizer must not clip the stack.
         unclipped = dataclasses.replace(specs[role], clip_grad_norm=None)
-        inner = build_role_optimizer(role, unclipped, params)
+        inner = build_role_optimizer(role, unclipped, params, capturable=capturable)
         optimizers[role] = StackedOptimizer(inner, seeds, specs[role].clip_grad_norm)
     return optimizers
 
