@@ -17,6 +17,9 @@ Run::
     python bench/dcgan_stacked.py                               # GPU: DCGAN 32x32, batch 64
     python bench/dcgan_stacked.py --device cpu --steps 2 --threads 1   # CPU: tiny step counts
     python bench/dcgan_stacked.py --method vmap                 # the other way to stack
+
+Each stacked side runs eagerly and, on CUDA, as one CUDA graph of the whole stacked step
+(``task.cuda_graphs``: gans/stacked.py ``step_graph``); ``--no-cuda-graphs`` leaves those out.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from gans import dcgan, stacked  # noqa: E402
 from gans.data import DataOrder, ImageDataConfig  # noqa: E402
 from suite.optimizers import OptimizerSpec  # noqa: E402
 from suite.run.device import speed_settings  # noqa: E402
+from suite.run.graphs import WARMUP_STEPS  # noqa: E402
 
 
 def spec(optimizer: str, lr: float, **kwargs) -> OptimizerSpec:
@@ -109,8 +113,11 @@ def train_eagerly(config, seeds: list[int], images, device: str, steps: int) -> 
     return spent
 
 
-def train_stacked(config, seeds: list[int], images, device: str, steps: int, method) -> float:
-    """Every arm as one stack of its seeds. Returns the seconds spent in steps."""
+def train_stacked(
+    config, seeds: list[int], images, device: str, steps: int, method, graphs: bool = False
+) -> float:
+    """Every arm as one stack of its seeds. Returns the seconds spent in steps. ``graphs``: the
+    stacked step as one CUDA graph (stacked.step_graph), captured in the untimed warm-up."""
     spent = 0.0
     speed = speed_settings(config, device)  # the lone runs' autocast
     autocast = speed.autocast if speed.amp else None
@@ -120,14 +127,20 @@ def train_stacked(config, seeds: list[int], images, device: str, steps: int, met
             config, seeds, images.shape[1], len(images), device, method
         )
         specs = {"generator": arm_spec, "discriminator": arm_spec}
-        optimizers = stacked.build_stacked_optimizers(stack, specs)
-        stacked.train_step(stack, optimizers, images, streams, config, autocast)  # warm-up
+        optimizers = stacked.build_stacked_optimizers(stack, specs, capturable=graphs)
+        graph = None
+        if graphs:
+            graph = stacked.step_graph(stack, optimizers, images, config, device, enabled=True)
+        for _ in range(WARMUP_STEPS + 1 if graphs else 1):  # warm-up (and capture), untimed
+            stacked.train_step(stack, optimizers, images, streams, config, autocast, graph)
         synchronize(device)
         started = time.perf_counter()
         for _ in range(steps):
-            stacked.train_step(stack, optimizers, images, streams, config, autocast)
+            stacked.train_step(stack, optimizers, images, streams, config, autocast, graph)
         synchronize(device)
         spent += time.perf_counter() - started
+        if graph is not None and not graph.captured.captured:
+            raise RuntimeError("the stacked step graph was not captured")
     return spent
 
 
@@ -141,6 +154,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64, help="generator/discriminator width")
     parser.add_argument("--method", default="both", choices=("grouped", "vmap", "both"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also each stack as one CUDA graph of its step (CUDA only; default on)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,15 +189,22 @@ def main() -> None:
     work_images, work_flops = models * steps * args.batch_size, models * steps * flops
     sides = {"eager (one after another)": train_eagerly(config, seeds, images, device, steps)}
     methods = ("grouped", "vmap") if args.method == "both" else (args.method,)
+    cuda = device.startswith("cuda")
     for method in methods:
         sides[f"stacked ({method})"] = train_stacked(config, seeds, images, device, steps, method)
+        if args.cuda_graphs and cuda:
+            sides[f"stacked ({method}, CUDA graph)"] = train_stacked(
+                config, seeds, images, device, steps, method, graphs=True
+            )
     eager = sides["eager (one after another)"]
     for side, seconds in sides.items():
         print(
-            f"{side:28s} {seconds:8.2f} s  {work_images / seconds:9.1f} images/s "
+            f"{side:36s} {seconds:8.2f} s  {work_images / seconds:9.1f} images/s "
             f" {work_flops / seconds / 1e9:8.2f} GFLOP/s  {100 * work_flops / seconds / peak:5.1f}%"
             f" of matmul  speedup {eager / seconds:5.2f}x"
         )
+    if args.cuda_graphs and not cuda:
+        print("stacked (..., CUDA graph): CUDA only")
 
 
 if __name__ == "__main__":

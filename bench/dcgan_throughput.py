@@ -1,18 +1,22 @@
 """DCGAN training throughput: the suite's step against a plain eager fp32 loop, same process.
 
-The suite's step (gans/dcgan.py ``train_step``: RoleOptimizers, on-device uint8 data, and on
-CUDA bf16 autocast + channels_last, optionally torch.compile) and a pytorch/examples-style
-reference step (fp32, contiguous, one Adam per network, batches already on the device) train the
-same DCGAN 32x32 on random images. Prints images/s of each and their ratio (>1: the suite is
-faster). A speed target lives here, never in the tests.
+A pytorch/examples-style reference step (fp32, contiguous, eager, one Adam per network, batches
+already on the device) and the suite's step (gans/dcgan.py ``train_step``: RoleOptimizers,
+on-device uint8 data, and on CUDA bf16 autocast + channels_last) train the same DCGAN 32x32 on
+random images; then the suite's step as one CUDA graph of the whole step (``task.cuda_graphs``,
+suite/run/graphs.py), and with ``--compile`` torch.compile'd networks, eager and inside the
+graph. Prints images/s of each and its ratio to the reference (>1: faster), all measured in one
+run. Targets (issue 13, one GPU): the speed settings >= 1x the reference, the fastest setting
+>= 3x. A speed target lives here, never in the tests.
 
-    python bench/dcgan_throughput.py                      # CPU, short
+    python bench/dcgan_throughput.py                      # CPU, short (graph rows: CUDA only)
     python bench/dcgan_throughput.py --device cuda --steps 300 --compile
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -27,6 +31,7 @@ from gans.dcgan import (  # noqa: E402
     Config,
     Discriminator,
     Generator,
+    StepGraph,
     build,
     build_optimizers,
     init_weights,
@@ -34,6 +39,7 @@ from gans.dcgan import (  # noqa: E402
 )
 from gans.dcgan import train_step as suite_step  # noqa: E402
 from suite.optimizers import OptimizerSpec  # noqa: E402
+from suite.run.graphs import WARMUP_STEPS  # noqa: E402
 
 ADAM = OptimizerSpec(optimizer="adam", lr=2e-4, kwargs={"betas": [0.5, 0.999]})
 
@@ -49,17 +55,32 @@ def random_data(count: int, device: str) -> ImageData:
     return ImageData(images, labels, images[:10], labels[:10], ["x"], "random", "random")
 
 
-def time_suite(config: Config, data: ImageData, device: str, steps: int, warmup: int) -> float:
+def time_suite(
+    config: Config, data: ImageData, device: str, steps: int, warmup: int, graphs: bool = False
+) -> float:
+    """images/s of the suite's step; ``graphs``: through a StepGraph captured after its eager
+    warm-up steps (within ``warmup``: capture is not timed), as dcgan.train runs it on CUDA."""
     gan = build(config, 3, device)
-    optimizers = build_optimizers(gan, {"generator": ADAM, "discriminator": ADAM})
+    specs = {"generator": ADAM, "discriminator": ADAM}
+    optimizers = build_optimizers(gan, specs, capturable=graphs)
     order = DataOrder(len(data.train), config.batch_size, 0, device)
+    graph = StepGraph.lone(gan, optimizers, data, config, enabled=True) if graphs else None
     for index in range(warmup + steps):
         if index == warmup:
             synchronize(device)
             started = time.perf_counter()
-        suite_step(gan, optimizers, data, order, config)
+        suite_step(gan, optimizers, data, order, config, graph)
     synchronize(device)
+    if graph is not None and not graph.captured.captured:
+        raise RuntimeError("the step graph was not captured")
     return steps * config.batch_size / (time.perf_counter() - started)
+
+
+def settings_label(config: Config, device: str) -> str:
+    speed = speed_settings(config, device)
+    on = [("bf16 autocast", speed.amp), ("channels_last", speed.channels_last),
+          ("torch.compile", speed.compile)]  # fmt: skip
+    return ", ".join(name for name, flag in on if flag) or "fp32 eager"
 
 
 def time_reference(config: Config, data: ImageData, device: str, steps: int, warmup: int) -> float:
@@ -100,7 +121,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (CPU 10, GPU 300)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (CPU 2, GPU 30)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the suite's nets")
+    parser.add_argument(
+        "--compile", action="store_true", help="rows with torch.compile'd nets (eager, graph)"
+    )
+    parser.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rows with the whole step as one CUDA graph (CUDA only; default on)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--cpu-speed-settings",
@@ -115,32 +144,29 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (30 if cuda else 2)
     torch.manual_seed(0)
     config = Config(
-        data=ImageDataConfig(),
-        batch_size=args.batch_size,
-        compile=args.compile,
+        data=ImageDataConfig(), batch_size=args.batch_size,
         cpu_speed_settings=args.cpu_speed_settings,
-    )
+    )  # fmt: skip
     data = random_data(4096, args.device)
-    suite = time_suite(config, data, args.device, steps, warmup)
-    reference = time_reference(config, data, args.device, steps, warmup)
-    speed = speed_settings(config, args.device)
-    settings = (
-        ", ".join(
-            name
-            for name, on in (
-                ("bf16 autocast", speed.amp),
-                ("channels_last", speed.channels_last),
-                ("torch.compile", speed.compile),
-            )
-            if on
-        )
-        or "fp32 eager"
-    )
     print(f"device {args.device}, batch {args.batch_size}, {steps} timed steps, "
-          f"threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"suite step ({settings}): {suite:8.1f} images/s")
-    print(f"reference (eager fp32):     {reference:8.1f} images/s")
-    print(f"ratio suite / reference:    {suite / reference:8.2f}")
+          f"threads {torch.get_num_threads()}, torch {torch.__version__}", flush=True)  # fmt: skip
+    reference = time_reference(config, data, args.device, steps, warmup)
+    print(f"{'reference (pytorch/examples, fp32 eager)':52s} {reference:9.1f} images/s   1.00x")
+    rows = [(config, False)]
+    if args.cuda_graphs:
+        rows.append((config, True))
+    if args.compile:
+        compiled = dataclasses.replace(config, compile=True)
+        rows += [(compiled, False)] + ([(compiled, True)] if args.cuda_graphs else [])
+    for row_config, graphs in rows:
+        label = f"suite ({settings_label(row_config, args.device)}{', CUDA graph' * graphs})"
+        if graphs and not cuda:
+            print(f"{label:52s} CUDA only")
+            continue
+        # Compiling and capturing happen in untimed steps.
+        row_warmup = warmup + 3 * row_config.compile + (WARMUP_STEPS + 1) * graphs
+        rate = time_suite(row_config, data, args.device, steps, row_warmup, graphs)
+        print(f"{label:52s} {rate:9.1f} images/s {rate / reference:6.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Run: ``python -m suite run dcgan-cifar10-adam0-rmsprop-vs-sgd`` (configs/).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
@@ -33,7 +34,6 @@ from gans.data import (
     ImageData,
     ImageDataConfig,
     load_image_data,
-    random_hflip,
     to_signed_range,
     to_uint8,
 )
@@ -43,12 +43,14 @@ from suite.optimizers import (
     OptimizerSpec,
     RoleOptimizer,
     build_role_optimizer,
+    capture_blockers,
     check_roles,
     role_details,
 )
 from suite.result import Result
 from suite.run.context import RunContext
 from suite.run.device import SpeedSettings, speed_settings
+from suite.run.graphs import CapturedStep
 
 ROLES = ("generator", "discriminator")
 
@@ -120,6 +122,15 @@ class Config:
     """apply ``amp`` (CPU bf16 autocast), ``channels_last`` and ``compile`` on the CPU as well:
     for CPUs with bf16 units, and for checking the CUDA code path without a GPU. Off: CPU runs are
     plain fp32 eager in the default memory format."""
+    cuda_graphs: bool = True
+    """capture the whole train step (D and G updates with their optimizer steps) as one CUDA
+    graph on CUDA, after a few eager warm-up steps, and replay it (suite/run/graphs.py): one
+    launch instead of hundreds of kernel launches per step. The same step, except that bf16
+    autocast runs uncached inside the graph (SpeedSettings.autocast: weight gradients differ in
+    rounding); with ``compile``, the compiled networks run inside the graph. Off by itself,
+    with the reason in the result's details (``cuda_graphs``), on the CPU and when a role's
+    spec cannot be captured (a schedule, Lookahead, an optimizer with host-side step state:
+    suite.optimizers.capture_blockers)."""
 
     def validate(self) -> None:
         for name in (
@@ -250,12 +261,18 @@ def build(config: Config, channels: int, device: str) -> GAN:
     return GAN(generator, discriminator, generate, discriminate, config.latent_dim, device, speed)
 
 
-def build_optimizers(gan: GAN, specs: dict[str, OptimizerSpec]) -> dict[str, RoleOptimizer]:
+def build_optimizers(
+    gan: GAN, specs: dict[str, OptimizerSpec], capturable: bool = False
+) -> dict[str, RoleOptimizer]:
+    """Each role's RoleOptimizer; ``capturable`` (CUDA graphs on: ``graphs_status``) keeps torch
+    optimizers' step counts on the device."""
     role_modules = {"generator": gan.generator, "discriminator": gan.discriminator}
     role_params = {role: list(module.parameters()) for role, module in role_modules.items()}
     check_roles(role_params, [*gan.generator.parameters(), *gan.discriminator.parameters()])
     return {
-        role: build_role_optimizer(role, specs[role], role_params[role], [role_modules[role]])
+        role: build_role_optimizer(
+            role, specs[role], role_params[role], [role_modules[role]], capturable=capturable
+        )
         for role in ROLES
     }
 
@@ -281,39 +298,104 @@ def generator_loss(fake_logits: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 # --- one training step -----------------------------------------------------------------------
+#
+# A step is split in two (suite/run/graphs.py): the host part draws the step's randomness (the
+# real batch's indices, the flips' uniforms, the noise) from the same generators in the same
+# order as ever, into input buffers; the compute part (D and G updates) reads only those buffers,
+# the on-device images and the parameters, so a CUDA graph of it replays the whole step. The
+# same compute part runs eagerly on the CPU and before capture: a CPU test of it is a test of
+# what the graph replays.
+
+
+@dataclass
+class StepInputs:
+    """One train step's random draws, in buffers the compute part reads (static ones when the
+    step is captured: refilled in place before each call, never reallocated)."""
+
+    indices: torch.Tensor
+    """(discriminator_steps, batch) int64: each D update's real-image indices (DataOrder)."""
+    flips: torch.Tensor | None
+    """(discriminator_steps, batch) uniforms in [0, 1): a real image is flipped where < 0.5
+    (gans/data.py random_hflip's draw); None without ``hflip``."""
+    noise: torch.Tensor
+    """(noise_batches, batch, latent, 1, 1): each D update's z, then G's when not reuse_fake."""
+
+    @classmethod
+    def empty(cls, config: Config, device: str, seeds: tuple[int, ...] = ()) -> StepInputs:
+        """Buffers for one step; ``seeds=(S,)`` adds a seed dimension after the first (stacks)."""
+        batch, steps = config.batch_size, config.discriminator_steps
+        noise_batches = steps + (0 if config.reuse_fake else 1)
+        return cls(
+            indices=torch.zeros(steps, *seeds, batch, dtype=torch.long, device=device),
+            flips=torch.zeros(steps, *seeds, batch, device=device) if config.hflip else None,
+            noise=torch.zeros(noise_batches, *seeds, batch, config.latent_dim, 1, 1, device=device),
+        )
+
+
+def draw_inputs(inputs: StepInputs, order: DataOrder) -> StepInputs:
+    """Fill ``inputs`` with one step's draws, in the order the step always drew them: per D
+    update the batch's indices, its flips, its noise; then G's noise (not reuse_fake).
+
+    ``uniform_``/``normal_`` in place are what ``torch.rand``/``torch.randn`` run on a fresh
+    tensor, so the values are the same as before the split, bit for bit (tests/test_gan_graphs.py).
+    """
+    for index in range(len(inputs.indices)):
+        inputs.indices[index].copy_(order.next(), non_blocking=True)
+        if inputs.flips is not None:
+            inputs.flips[index].uniform_()  # the global generator, as random_hflip's draw
+        inputs.noise[index].normal_()  # as GAN.noise's torch.randn
+    for index in range(len(inputs.indices), len(inputs.noise)):
+        inputs.noise[index].normal_()
+    return inputs
+
+
+def real_images(
+    images: torch.Tensor,
+    indices: torch.Tensor,
+    flips: torch.Tensor | None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The uint8 images at ``indices``, scaled to [-1, 1] and flipped left-right where ``flips``
+    < 0.5 (random_hflip's rule). Any leading shape of ``indices`` (a stack's (S, B) too)."""
+    batch = to_signed_range(images[indices])
+    if flips is not None:
+        flip = (flips < 0.5)[(...,) + (None,) * (batch.dim() - flips.dim())]
+        batch = torch.where(flip, batch.flip(-1), batch)
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch
 
 
 def real_batch(data: ImageData, order: DataOrder, gan: GAN, hflip: bool) -> torch.Tensor:
     """The next real batch from the on-device uint8 images, scaled to [-1, 1] and flipped."""
-    images = to_signed_range(data.train[order.next()])
-    if hflip:
-        images = random_hflip(images)
-    if gan.speed.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
+    indices = order.next()
+    flips = torch.rand(len(indices), device=indices.device) if hflip else None
+    return real_images(data.train, indices, flips, gan.speed.channels_last)
 
 
-def train_step(
+def compute_step(
     gan: GAN,
     optimizers: dict[str, RoleOptimizer],
-    data: ImageData,
-    order: DataOrder,
+    images: torch.Tensor,
+    inputs: StepInputs,
     config: Config,
+    autocast=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``discriminator_steps`` D updates, then one G update. Returns the (detached) last D loss
-    and the G loss as tensors: no host sync here, the caller reads them at log intervals."""
-    batch = config.batch_size
+    """``discriminator_steps`` D updates, then one G update, on drawn inputs (capture-safe: no
+    random draws, no host reads). Returns the (detached) last D loss and the G loss."""
+    autocast = autocast or gan.autocast
     for index in range(config.discriminator_steps):
         ############################
         # (1) Update D: real images towards "real", generated images towards "fake"
         ############################
-        real = real_batch(data, order, gan, config.hflip)
+        flips = None if inputs.flips is None else inputs.flips[index]
+        real = real_images(images, inputs.indices[index], flips, gan.speed.channels_last)
         # G's graph is kept only for the fake batch the G update reuses (reuse_fake); D's
         # update sees it detached, so D's step never trains G.
         keep_graph = config.reuse_fake and index == config.discriminator_steps - 1
-        with torch.set_grad_enabled(keep_graph), gan.autocast():
-            fake = gan.generate(gan.noise(batch))
-        with gan.autocast():
+        with torch.set_grad_enabled(keep_graph), autocast():
+            fake = gan.generate(inputs.noise[index])
+        with autocast():
             # Float32 logits, so that both losses are float32 under autocast (BCE is autocast to
             # float32 anyway, the hinge loss is not), as in gans/stacked.py.
             real_logits = gan.discriminate(real).float()
@@ -325,9 +407,9 @@ def train_step(
     ############################
     # (2) Update G: make the updated D call generated images "real" (the label flip)
     ############################
-    with gan.autocast():
+    with autocast():
         if not config.reuse_fake:
-            fake = gan.generate(gan.noise(batch))
+            fake = gan.generate(inputs.noise[-1])
         fake_logits = gan.discriminate(fake).float()
         loss_g = generator_loss(fake_logits, config.loss)
     optimizers["generator"].zero_grad()
@@ -335,6 +417,82 @@ def train_step(
     optimizers["generator"].step()
     # D's gradients from G's step are not used: its next zero_grad clears them.
     return loss_d.detach(), loss_g.detach()
+
+
+def replayed_steps(optimizers: dict, config: Config) -> None:
+    """The host side of one replayed step: each role optimizer's step count (RoleOptimizer and
+    StackedOptimizer ``replayed_step``), D's ``discriminator_steps`` times."""
+    for _ in range(config.discriminator_steps):
+        optimizers["discriminator"].replayed_step()
+    optimizers["generator"].replayed_step()
+
+
+class StepGraph:
+    """The train step on static input buffers, run by suite/run/graphs.py's CapturedStep: a CUDA
+    graph of the whole step (D and G updates, optimizer steps) after a few eager warm-up steps
+    when ``enabled`` on CUDA; the same function eagerly elsewhere. ``train_step(..., graph=)``
+    draws into ``inputs`` and calls it.
+
+    :param compute: the capture-safe compute part, a function of no arguments reading ``inputs``.
+    """
+
+    def __init__(self, inputs: StepInputs, compute, device: str, enabled: bool, host_effects):
+        self.inputs = inputs
+        self.captured = CapturedStep(compute, device, enabled, host_effects=host_effects)
+
+    @classmethod
+    def lone(cls, gan: GAN, optimizers: dict, data: ImageData, config: Config, enabled: bool):
+        """A lone DCGAN's step graph (train_step's ``graph``)."""
+        inputs = StepInputs.empty(config, gan.device)
+        # Inside a capture, autocast must not cache casts (torch's CUDA-graphs notes; weight
+        # gradients then differ in rounding, SpeedSettings.autocast). Graph off: the cached
+        # autocast, so a run without a graph trains as before, bit for bit.
+        autocast = functools.partial(gan.speed.autocast, cache_enabled=not enabled)
+        compute = functools.partial(
+            compute_step, gan, optimizers, data.train, inputs, config, autocast
+        )
+        host = functools.partial(replayed_steps, optimizers, config)
+        return cls(inputs, compute, gan.device, enabled, host)
+
+    def __call__(self):
+        return self.captured()
+
+
+def train_step(
+    gan: GAN,
+    optimizers: dict[str, RoleOptimizer],
+    data: ImageData,
+    order: DataOrder,
+    config: Config,
+    graph: StepGraph | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``discriminator_steps`` D updates, then one G update. Returns the (detached) last D loss
+    and the G loss as tensors: no host sync here, the caller reads them at log intervals.
+
+    :param graph: the run's StepGraph (``StepGraph.lone``): the draws go to its static buffers
+        and the step runs through it (a CUDA graph replay once captured). Its returned losses
+        are then the graph's static outputs, overwritten by the next step: read (or add) them
+        before the next call, or clone them. None: fresh buffers, eager.
+    """
+    if graph is None:
+        inputs = draw_inputs(StepInputs.empty(config, gan.device), order)
+        return compute_step(gan, optimizers, data.train, inputs, config)
+    draw_inputs(graph.inputs, order)
+    return graph()
+
+
+def graphs_status(config: Config, specs: dict[str, OptimizerSpec], device: str) -> str:
+    """Whether the whole train step runs as a CUDA graph (``cuda_graphs``): "on", or "off:
+    <reason>" (recorded in the result's details as ``cuda_graphs``)."""
+    if not config.cuda_graphs:
+        return "off: task.cuda_graphs is false"
+    if torch.device(device).type != "cuda":
+        return f"off: CUDA only (device {device})"
+    for role in ROLES:
+        reason = capture_blockers(specs[role])
+        if reason is not None:
+            return f"off: {role}: {reason}"
+    return "on"
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -374,7 +532,8 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     data_cpu = load_image_data(config.data, log=ctx.log)
     data = data_cpu.to(ctx.device)
     gan = build(config, data.train.shape[1], ctx.device)
-    optimizers = build_optimizers(gan, specs)
+    graphs = graphs_status(config, specs, ctx.device)
+    optimizers = build_optimizers(gan, specs, capturable=graphs == "on")
     order = DataOrder(len(data.train), config.batch_size, ctx.seed, ctx.device)
     step, since_log = 0, 0
     sums = torch.zeros(2, device=ctx.device)  # D and G losses since the last record
@@ -396,8 +555,11 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     # Last, after everything that draws at construction (weight init, the scorer): the global
     # generators that flips and training noise come from continue where the checkpoint left them.
     ctx.restore_rng()
+    # Built after the restore: the graph captures the restored optimizer state's tensors.
+    graph = StepGraph.lone(gan, optimizers, data, config, enabled=graphs == "on")
     while step < config.generator_steps:
-        loss_d, loss_g = train_step(gan, optimizers, data, order, config)
+        loss_d, loss_g = train_step(gan, optimizers, data, order, config, graph)
+        # Added now, before the next step overwrites the graph's static losses.
         sums += torch.stack([loss_d.float(), loss_g.float()])
         step, since_log = step + 1, since_log + 1
         ctx.progress(step, config.generator_steps)
@@ -431,7 +593,7 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
                normalize=True, value_range=(-1, 1))  # fmt: skip
     return ctx.result(
         final_metrics(last_eval, scorer),
-        details=run_details(config, data, scorer, optimizers, last_eval, gan.speed),
+        details=run_details(config, data, scorer, optimizers, last_eval, gan.speed, graphs),
         artifacts={"samples": "samples.png"},
     )
 
@@ -451,7 +613,13 @@ def final_metrics(last_eval: dict[str, float], scorer: Scorer) -> dict[str, floa
 
 
 def run_details(
-    config: Config, data: ImageData, scorer: Scorer, optimizers, last_eval, speed: SpeedSettings
+    config: Config,
+    data: ImageData,
+    scorer: Scorer,
+    optimizers,
+    last_eval,
+    speed: SpeedSettings,
+    cuda_graphs: str,
 ) -> dict:
     details = {
         "scores": scorer.details(config.eval_samples),
@@ -463,6 +631,7 @@ def run_details(
         },
         "collapsed": bool(last_eval["eval/collapsed"]),
         "speed_settings": asdict(speed),  # what ran: bf16 and fp32 runs differ in their numbers
+        "cuda_graphs": cuda_graphs,  # graphs_status: "on" or "off: <reason>"
         **scorer.summary(),  # the reference set, FID floor and calibration, printed by the report
     }
     if details["collapsed"]:

@@ -37,7 +37,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from gans import dcgan
-from gans.data import DataOrder, load_image_data, random_hflip, seed_orders, to_signed_range
+from gans.data import DataOrder, load_image_data, seed_orders
 from gans.scores import build_scorer
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
@@ -46,7 +46,6 @@ from suite.run.device import speed_settings
 from suite.run.stacking import (
     LeadingSeedDimension,
     StackedOptimizer,
-    build_stacked_optimizers,
     check_seed,
     in_step_groups,
     load_seed_optimizers,
@@ -55,6 +54,7 @@ from suite.run.stacking import (
     parameter_sums,
     seed_optimizers,
     stack_details,
+    stacked_role_optimizers,
 )
 
 Method = Literal["grouped", "vmap"]
@@ -271,6 +271,14 @@ def build_stack(
     return stack, SeedStreams(orders, streams)
 
 
+def build_stacked_optimizers(
+    stack: GroupedStack | VmapStack, specs: dict[str, OptimizerSpec], capturable: bool = False
+) -> dict[str, StackedOptimizer]:
+    """One optimizer per role over all seeds' parameters (suite.run.stacking; elementwise
+    optimizers only); ``capturable`` for a step_graph captured on CUDA (dcgan.graphs_status)."""
+    return stacked_role_optimizers(stack.role_parameters(), stack.seeds, specs, capturable)
+
+
 # --- each seed's state in the lone run's checkpoint format ------------------------------------
 #
 # A stacked seed checkpoints a dcgan.TrainState, as a lone run does (weights, RoleOptimizer
@@ -282,48 +290,49 @@ def build_stack(
 # --- one training step for all seeds -----------------------------------------------------------
 
 
-def real_batches(images: torch.Tensor, streams: SeedStreams, hflip: bool) -> torch.Tensor:
-    """Each seed's next real batch, as dcgan.real_batch draws it: (S, B, C, H, W) in [-1, 1]."""
-    batches = []
-    for order, stream in zip(streams.orders, streams.generators, strict=True):
-        batch = to_signed_range(images[order.next()])
-        batches.append(random_hflip(batch, stream) if hflip else batch)
-    return torch.stack(batches)
+def draw_inputs(inputs: dcgan.StepInputs, streams: SeedStreams) -> dcgan.StepInputs:
+    """Fill a stack's step inputs (seed dimension second) with each seed's draws, as
+    dcgan.draw_inputs draws them for that seed alone: its DataOrder's indices, then flips and
+    noise from its own stream, in its lone run's order (per D update: indices and flips of every
+    seed, then every seed's noise; then G's noise when not reuse_fake)."""
+    seeds = list(zip(streams.orders, streams.generators, strict=True))
+    for index in range(len(inputs.indices)):
+        for seed, (order, stream) in enumerate(seeds):
+            inputs.indices[index, seed].copy_(order.next(), non_blocking=True)
+            if inputs.flips is not None:
+                inputs.flips[index, seed].uniform_(generator=stream)
+        for seed, stream in enumerate(streams.generators):
+            inputs.noise[index, seed].normal_(generator=stream)
+    for index in range(len(inputs.indices), len(inputs.noise)):
+        for seed, stream in enumerate(streams.generators):
+            inputs.noise[index, seed].normal_(generator=stream)
+    return inputs
 
 
-def noise(streams: SeedStreams, batch: int, latent_dim: int, device: str) -> torch.Tensor:
-    """Each seed's noise for one batch: (S, B, latent, 1, 1)."""
-    return torch.stack(
-        [
-            torch.randn(batch, latent_dim, 1, 1, device=device, generator=g)
-            for g in streams.generators
-        ]
-    )
-
-
-def train_step(
+def compute_step(
     stack: GroupedStack | VmapStack,
     optimizers: dict[str, StackedOptimizer],
     images: torch.Tensor,
-    streams: SeedStreams,
+    inputs: dcgan.StepInputs,
     config: dcgan.Config,
     autocast=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """dcgan.train_step for every seed at once. Returns the seeds' D and G losses, shape (S,).
+    """dcgan.compute_step for every seed at once, on drawn inputs (capture-safe). Returns the
+    seeds' D and G losses, shape (S,).
 
     Each seed's loss is dcgan's own loss function on that seed's logits; the step minimizes their
     sum, whose gradient for seed i's parameters is seed i's own gradient.
     """
-    device, batch = images.device.type, config.batch_size
     autocast = autocast or _no_autocast
     d_loss = torch.func.vmap(functools.partial(dcgan.discriminator_loss, loss=config.loss))
     g_loss = torch.func.vmap(functools.partial(dcgan.generator_loss, loss=config.loss))
     for index in range(config.discriminator_steps):
         # (1) D: real images towards "real", detached generated images towards "fake"
-        real = real_batches(images, streams, config.hflip)
+        flips = None if inputs.flips is None else inputs.flips[index]
+        real = dcgan.real_images(images, inputs.indices[index], flips)  # (S, B, C, H, W)
         keep_graph = config.reuse_fake and index == config.discriminator_steps - 1
         with torch.set_grad_enabled(keep_graph), autocast():
-            fake = stack.generate(noise(streams, batch, config.latent_dim, device))
+            fake = stack.generate(inputs.noise[index])
         with autocast():
             real_logits = stack.discriminate(real).float()
             losses_d = d_loss(real_logits, stack.discriminate(fake.detach()).float())
@@ -334,12 +343,54 @@ def train_step(
     # update's fake batch when reuse_fake (dcgan.train_step)
     with autocast():
         if not config.reuse_fake:
-            fake = stack.generate(noise(streams, batch, config.latent_dim, device))
+            fake = stack.generate(inputs.noise[-1])
         losses_g = g_loss(stack.discriminate(fake).float())
     optimizers["generator"].zero_grad()
     losses_g.sum().backward()
     optimizers["generator"].step()
     return losses_d.detach(), losses_g.detach()
+
+
+def step_graph(
+    stack: GroupedStack | VmapStack,
+    optimizers: dict[str, StackedOptimizer],
+    images: torch.Tensor,
+    config: dcgan.Config,
+    device: str,
+    enabled: bool,
+) -> dcgan.StepGraph:
+    """The stack's step on static buffers, a CUDA graph when ``enabled`` (dcgan.StepGraph), with
+    the lone runs' autocast (uncached inside a capture)."""
+    inputs = dcgan.StepInputs.empty(config, device, seeds=(stack.seeds,))
+    autocast = _autocast(config, device)
+    if autocast is not None:
+        autocast = functools.partial(autocast, cache_enabled=not enabled)
+    compute = functools.partial(compute_step, stack, optimizers, images, inputs, config, autocast)
+    host = functools.partial(dcgan.replayed_steps, optimizers, config)
+    return dcgan.StepGraph(inputs, compute, device, enabled, host)
+
+
+def train_step(
+    stack: GroupedStack | VmapStack,
+    optimizers: dict[str, StackedOptimizer],
+    images: torch.Tensor,
+    streams: SeedStreams,
+    config: dcgan.Config,
+    autocast=None,
+    graph: dcgan.StepGraph | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """dcgan.train_step for every seed at once. Returns the seeds' D and G losses, shape (S,).
+
+    :param graph: the stack's ``step_graph`` (its own autocast; ``autocast`` is then unused):
+        the draws go to its static buffers, and its returned losses are overwritten by the next
+        step (read or add them first). None: fresh buffers, eager, with ``autocast``.
+    """
+    if graph is None:
+        inputs = dcgan.StepInputs.empty(config, images.device, seeds=(stack.seeds,))
+        draw_inputs(inputs, streams)
+        return compute_step(stack, optimizers, images, inputs, config, autocast)
+    draw_inputs(graph.inputs, streams)
+    return graph()
 
 
 def _no_autocast():
@@ -377,7 +428,8 @@ def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
     stack, streams = build_stack(
         config, seeds, channels, len(data.train), device, method, states, saved_rngs
     )
-    optimizers = build_stacked_optimizers(stack, specs)
+    graphs = dcgan.graphs_status(config, specs, device)
+    optimizers = build_stacked_optimizers(stack, specs, capturable=graphs == "on")
     role_params = stack.role_parameters()
     step, since_log = 0, 0
     sums = torch.zeros(len(seeds), 2, device=device)  # each seed's D and G loss sums
@@ -388,11 +440,13 @@ def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
         sums = torch.stack([state.loss_sums for state in states]).to(device)
         last_evals = [state.last_eval for state in states]
     scorers = _scorers(config, data, contexts)
-    autocast = _autocast(config, device)
+    # After the optimizers' restore: the graph captures the restored state's tensors.
+    graph = step_graph(stack, optimizers, data.train, config, device, enabled=graphs == "on")
     live = list(range(len(seeds)))
     outcomes: dict[int, Result] = {}
     while step < config.generator_steps and live:
-        losses_d, losses_g = train_step(stack, optimizers, data.train, streams, config, autocast)
+        losses_d, losses_g = train_step(stack, optimizers, data.train, streams, config, graph=graph)
+        # Added now, before the next step overwrites the graph's static losses.
         sums += torch.stack([losses_d.float(), losses_g.float()], dim=1)
         step, since_log = step + 1, since_log + 1
         for i in live:
@@ -428,7 +482,7 @@ def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
                 _save_seed(ctx, stack, optimizers, streams, i, step, sums, since_log, last_evals)
     for i in live:
         outcomes[i] = _seed_result(contexts[i], stack, i, config, data, scorers[i], optimizers,
-                                   last_evals[i], method)  # fmt: skip
+                                   last_evals[i], method, graphs)  # fmt: skip
     return [outcomes[i] for i in range(len(seeds))]
 
 
@@ -443,9 +497,10 @@ def _scorers(config: dcgan.Config, data, contexts) -> list:
 
 
 def _autocast(config: dcgan.Config, device: str):
-    """bf16 autocast where the lone run uses it (suite.run.device.speed_settings), else None. The stack
-    itself runs eager in the default memory format: channels_last and compile are lone-run
-    settings (a grouped convolution is the stack's kernel)."""
+    """bf16 autocast where the lone run uses it (suite.run.device.speed_settings), else None. The
+    stack itself runs in the default memory format, not compiled: channels_last and compile are
+    lone-run settings (a grouped convolution is the stack's kernel); CUDA graphs (step_graph)
+    apply to stacks too."""
     speed = speed_settings(config, device)
     return speed.autocast if speed.amp else None
 
@@ -480,14 +535,16 @@ def _save_seed(ctx, stack, optimizers, streams, i, step, sums, since_log, last_e
     ctx.save_checkpoint(state.state_dict(), rng=lone_rng(streams.generators[i]))
 
 
-def _seed_result(ctx, stack, i, config, data, scorer, optimizers, last_eval, method) -> Result:
+def _seed_result(
+    ctx, stack, i, config, data, scorer, optimizers, last_eval, method, graphs
+) -> Result:
     """Seed i's sample grid and result, as dcgan.train ends."""
     gan = seed_gan(stack, i, config, data.train.shape[1], ctx.device)
     grid_noise = gan.noise(64, torch.Generator(ctx.device).manual_seed(ctx.seed))
     save_image(dcgan.generate_images(gan, grid_noise), ctx.run_dir / "samples.png", nrow=8,
                normalize=True, value_range=(-1, 1))  # fmt: skip
     inner = {role: o.inner for role, o in optimizers.items()}
-    details = dcgan.run_details(config, data, scorer, inner, last_eval, gan.speed)
+    details = dcgan.run_details(config, data, scorer, inner, last_eval, gan.speed, graphs)
     details["stacked"] = stack_details(stack.seeds, method)
     return ctx.result(
         dcgan.final_metrics(last_eval, scorer),

@@ -30,10 +30,20 @@ class SpeedSettings:
     compile: bool
     """torch.compile the modules."""
 
-    def autocast(self):
-        """bf16 autocast on the run's device type, or nothing when ``amp`` is off."""
+    def autocast(self, cache_enabled: bool = True):
+        """bf16 autocast on the run's device type, or nothing when ``amp`` is off.
+
+        :param cache_enabled: autocast's cache of the bf16 copies of weights within one region.
+            False inside a CUDA graph capture (suite/run/graphs.py), as torch's CUDA-graphs
+            notes ask: cached casts made during capture would outlive it. Forward values are the
+            same either way; the gradient of a weight used twice in one region (the DCGAN
+            discriminator on real and fake images) differs in rounding: cached, the two uses'
+            gradients are summed in bf16 before the cast back; uncached, in float32 after it.
+        """
         if self.amp:
-            return torch.autocast(self.device_type, dtype=torch.bfloat16)
+            return torch.autocast(
+                self.device_type, dtype=torch.bfloat16, cache_enabled=cache_enabled
+            )
         return contextlib.nullcontext()
 
     def memory_format(self, module: nn.Module) -> torch.memory_format:
