@@ -12,7 +12,10 @@
 # a tiny `suite run --stack-seeds` through the runner for the DCGAN (vmap) and the VAE, and the
 # RL stacking bench (bench/rl_stacked.py) when it exists: its CPU line, and issue 15's two GPU
 # lines with the stacked side on the device (SAC HalfCheetah-v5 2 arms x 10 seeds against 16 SB3
-# processes; DQN MinAtar Breakout 4 x 20 seeds and its 4 x 20 x 1M projection). Prints one table,
+# processes; DQN MinAtar Breakout 4 x 20 seeds and its 4 x 20 x 1M projection), and the CUDA
+# graphs of whole steps (suite/run/graphs.py): the DCGAN step with a graph (and compile + graph)
+# against the reference, graph against eager parameters for the DCGAN, its stacks and the SAC and
+# DQN stacks (bench/gan_graph_check.py, bench/rl_graph_check.py), SAC graphs on/off. Prints one table,
 # path | status | time | figure, and exits non-zero if any path failed. Figures are short
 # timings for a smoke check, not benchmarks: bench/dcgan_throughput.py and bench/dcgan_stacked.py
 # measure speed.
@@ -141,6 +144,33 @@ for label, changes in (
         # On the CPU the dry check's 3 steps of a narrow net time noise, not speed: no ratio.
         ratio = f" ({rate / reference_rate:.2f}x reference)" if reference_rate and CUDA else ""
         return f"{rate:.0f} img/s{ratio}"
+
+
+for label, changes, extra_warmup in (
+    ("dcgan autocast + channels_last + CUDA graph", {"amp": True, "channels_last": True}, 4),
+    ("dcgan autocast + channels_last + compile + CUDA graph",
+     {"amp": True, "channels_last": True, "compile": True}, 7),
+):  # fmt: skip
+
+    @check(label)
+    def _(changes=changes, extra_warmup=extra_warmup):
+        if not CUDA:
+            return "CUDA only: not run (bench/gan_graph_check.py checks the split step on the CPU)"
+        from dcgan_throughput import time_suite
+
+        rate = time_suite(gan_config(**changes), DATA, DEVICE, STEPS, WARMUP + extra_warmup,
+                          graphs=True)  # fmt: skip
+        return f"{rate:.0f} img/s ({rate / reference_rate:.2f}x reference; target >= 3x)"
+
+
+@check("dcgan + stacks: CUDA graph vs eager (bench/gan_graph_check.py)")
+def _():
+    extra = ["--compile"] if CUDA else ["--steps", "5", "--threads", "2"]
+    done = subprocess.run([sys.executable, "bench/gan_graph_check.py", "--device", DEVICE, *extra],
+                          capture_output=True, text=True, timeout=400)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(" | ".join(done.stdout.strip().splitlines()[-3:]) or done.stderr[-200:])
+    return done.stdout.strip().splitlines()[-1]
 
 
 def stack_steps(method, amp=True):
@@ -294,8 +324,9 @@ if Path("bench/rl_stacked.py").exists():
     # projection of 4 x 20 x 1M steps: about 1 min (estimate). On the CPU, tiny sizes.
     if CUDA:
         SAC_SIZES = ["--arms", "2", "--seeds", "10", "--steps", "1500", "--learning-starts", "500",
-                     "--workers", "16", "--sb3-runs", "16"]  # fmt: skip
-        DQN_SIZES = ["--arms", "4", "--seeds", "20", "--steps", "6000", "--learning-starts", "1000"]
+                     "--workers", "16", "--sb3-runs", "16", "--cuda-graphs", "on"]  # fmt: skip
+        DQN_SIZES = ["--arms", "4", "--seeds", "20", "--steps", "6000", "--learning-starts", "1000",
+                     "--cuda-graphs", "on"]  # fmt: skip
     else:
         SAC_SIZES = ["--arms", "2", "--seeds", "1", "--steps", "120", "--learning-starts", "40",
                      "--workers", "2", "--sb3-runs", "2", "--net-arch", "64,64"]  # fmt: skip
@@ -321,6 +352,24 @@ if Path("bench/rl_stacked.py").exists():
                         "projection")  # fmt: skip
         return (f"projected 4x20x1M: {found[4]} min, {found[5]} 30 min (at {found[1]} "
                 f"env-steps/s, measured {found[2]} seeds x {found[3]} steps)")  # fmt: skip
+
+
+    @check("rl: stacked update as CUDA graph vs eager (SAC, DQN adam, DQN rmsprop_deepmind)")
+    def _():
+        done = subprocess.run([sys.executable, "bench/rl_graph_check.py", "--device", DEVICE],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"exit {done.returncode}: {(done.stdout + done.stderr)[-300:]}")
+        return "; ".join(re.sub(r" on \S+, cuda_graphs .*?: max", ": max", line)
+                         for line in done.stdout.splitlines())  # fmt: skip
+
+    @check("rl: SAC HalfCheetah-v5 stacked, CUDA graphs on vs off")
+    def _():
+        sizes = ["--seeds", "10", "--steps", "1500", "--learning-starts", "500"] if CUDA else \
+                ["--seeds", "2", "--steps", "120", "--learning-starts", "40", "--net-arch", "64,64"]
+        out = rl_bench("--algo", "sac", "--env", "HalfCheetah-v5", "--device", DEVICE,
+                       "--cuda-graphs", "both", "--sb3-runs", "0", *sizes)  # fmt: skip
+        return rl_line(r"CUDA graphs on / off.*", out, "graphs on/off")[0].strip()
 
 
 name_width = max(len(row[0]) for row in rows)
