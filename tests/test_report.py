@@ -368,3 +368,19 @@ def test_censored_steps_interval_stays_within_the_step_budget():
         [run(0, 30000, 0), run(1, 30000, 0), run(2, 5000, 1)], "eval/reached_threshold"
     )
     assert plain["ci_low"] < 0
+
+
+def test_per_arm_intervals_stay_inside_the_metrics_known_range():
+    from suite.report.build import _metric_stats
+    from tests.helpers import constructed_result
+
+    # IS >= 1 (suite/judge/metrics.py): 1.02, 1.05, 1.9 give mean 1.323, t CI (95%, n=3)
+    # 1.323 -/+ 4.303 * 0.4996 / sqrt(3) = [0.082, 2.564]; the low end is cut at 1.
+    runs = [constructed_result("a", i, "done", {"eval/is_classifier": v})
+            for i, v in enumerate([1.02, 1.05, 1.9])]  # fmt: skip
+    stats = _metric_stats(runs, "eval/is_classifier")
+    assert stats["ci_low"] == 1.0 and stats["ci_high"] == pytest.approx(2.564, abs=1e-3)
+    # A return declares no range: the interval stays as computed.
+    runs = [constructed_result("a", i, "done", {"eval/return_final": v})
+            for i, v in enumerate([1.02, 1.05, 1.9])]  # fmt: skip
+    assert _metric_stats(runs, "eval/return_final")["ci_low"] == pytest.approx(0.082, abs=1e-3)

@@ -39,6 +39,7 @@ import numpy as np
 
 from suite.config import select_results
 from suite.judge.evaluate import ClaimOutcome, evaluate_claim
+from suite.judge.metrics import metric_info
 from suite.judge.stats import holm, mean_t_ci, summarize
 from suite.report import render, tuning
 from suite.report.render import REPORT_FILES
@@ -133,7 +134,11 @@ def _metric_stats(results: list[Result], name: str) -> dict[str, Any]:
     values = values[np.isfinite(values)]
     summary = summarize(values)
     interval = mean_t_ci(values)
-    low, high = interval.ci_low, interval.ci_high
+    # The t interval is symmetric and can pass the metric's known range (an IS below 1, a FID
+    # below 0 at 3 seeds): cut it there, as no mean of recorded values can lie outside it.
+    info = metric_info(name, results)
+    low = interval.ci_low if info.low is None else max(interval.ci_low, info.low)
+    high = interval.ci_high if info.high is None else min(interval.ci_high, info.high)
     out = {
         "mean": summary.mean,
         "median": summary.median,
