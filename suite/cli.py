@@ -274,6 +274,14 @@ def cmd_run(args) -> int:
     print("runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     if not args.no_report:
         # The report is written at every budget: a run ends with where to read what it found.
+        # It covers every arm of the file: a run of some arms (--arms) adds to the experiment's
+        # report, it does not replace it with a report of those arms alone.
+        if args.arms:
+            from suite.config import load_experiment
+
+            experiment = load_experiment(
+                args.experiment, args.budget, args.overrides, args.seeds, None
+            )
         data, paths = write_report(experiment, store)
         print_summary(experiment, store, data, args.reference, paths, notes)
         print_tuning(data)  # the tuned comparison, where the experiment has one

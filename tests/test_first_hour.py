@@ -316,6 +316,10 @@ def test_rl_summary_numbers_and_report(tmp_path, capsys):
     assert "eval/episode_length" not in curves
     card = data["reproduction"]["arms"]["adam"]["q"]
     assert card["lr"] == 2.3e-3 and card["clip_grad_norm"] == 10
+    # A run of some arms reports the whole experiment: the arm not run is listed without runs,
+    # and the report of earlier runs of other arms is not replaced by one of these alone.
+    runs = {arm["name"]: arm["n_runs"] for arm in data["arms"]}
+    assert runs == {"adam": 1, "rmsprop_deepmind": 0, "sgd_momentum": 1}
 
 
 # --- resume: the live display says so ------------------------------------------------------
