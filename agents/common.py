@@ -72,6 +72,19 @@ def make_vec_env(
 
 
 @dataclass
+class StackSettings:
+    """The settings of the SAC and DQN seed stacks (agents/stacked.py) their Configs share."""
+
+    cuda_graphs: bool = True
+    """capture the stacked update (all seeds and roles, optimizer steps included) and the batch
+    of acting as CUDA graphs on CUDA (agents/stacked.py, suite/run/graphs.py): only with
+    --stack-seeds; off by itself where a role's spec has a capture blocker (K-FAC, a schedule,
+    Lookahead: suite.optimizers.capture_blockers), and each result's ``details.cuda_graphs``
+    says why. The lone stable-baselines3 trainer ignores it. A speed setting: same updates up to
+    float rounding (suite.config.SPEED_SETTINGS)."""
+
+
+@dataclass
 class EvalSettings:
     """The evaluation settings every RL trainer's Config shares (DQN, PPO, SAC: each Config
     subclasses this, so experiment files keep flat keys such as ``task.eval_every``)."""

@@ -25,6 +25,7 @@ from stable_baselines3 import DQN
 
 from agents.common import (
     EvalSettings,
+    StackSettings,
     eval_seed,
     final_metrics,
     learn_to_budget,
@@ -41,7 +42,7 @@ from suite.run.context import Diverged, RunContext
 
 
 @dataclass
-class Config(EvalSettings):
+class Config(StackSettings, EvalSettings):
     """DQN task settings (the ``task`` and ``budgets`` keys of an experiment file)."""
 
     env_id: str = "CartPole-v1"
@@ -72,13 +73,6 @@ class Config(EvalSettings):
     """features extractor: none (MLP), Nature CNN (Atari frames) or MinAtar CNN."""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     """hidden layer sizes of the Q-network's head (on the features; [] for the CNNs' papers)."""
-    cuda_graphs: bool = True
-    """capture the stacked update (all seeds and roles, optimizer steps included) and the batch
-    of acting as CUDA graphs on CUDA (agents/stacked.py, suite/run/graphs.py): only with
-    --stack-seeds; off by itself where a role's spec has a capture blocker (K-FAC, a schedule,
-    Lookahead: suite.optimizers.capture_blockers), and each result's ``details.cuda_graphs``
-    says why. The lone stable-baselines3 trainer ignores it. A speed setting: same updates up to
-    float rounding (suite.config.SPEED_SETTINGS)."""
 
     def validate(self) -> None:
         for name in (

@@ -26,6 +26,7 @@ from stable_baselines3 import SAC
 
 from agents.common import (
     EvalSettings,
+    StackSettings,
     eval_seed,
     final_metrics,
     learn_to_budget,
@@ -41,7 +42,7 @@ from suite.run.context import RunContext
 
 
 @dataclass
-class Config(EvalSettings):
+class Config(StackSettings, EvalSettings):
     """SAC task settings (the ``task`` and ``budgets`` keys of an experiment file).
 
     Defaults are SAC's (Haarnoja et al. 2018a, Table 1: two 256-unit hidden layers, batch 256,
@@ -73,13 +74,6 @@ class Config(EvalSettings):
     """initial value of a learned coefficient (SB3's default)."""
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
     """hidden sizes of the actor and of each Q-network."""
-    cuda_graphs: bool = True
-    """capture the stacked update (all seeds and roles, optimizer steps included) and the batch
-    of acting as CUDA graphs on CUDA (agents/stacked.py, suite/run/graphs.py): only with
-    --stack-seeds; off by itself where a role's spec has a capture blocker (K-FAC, a schedule,
-    Lookahead: suite.optimizers.capture_blockers), and each result's ``details.cuda_graphs``
-    says why. The lone stable-baselines3 trainer ignores it. A speed setting: same updates up to
-    float rounding (suite.config.SPEED_SETTINGS)."""
 
     def validate(self) -> None:
         for name in (
