@@ -46,6 +46,7 @@ from suite.run.device import speed_settings
 from suite.run.stacking import (
     LeadingSeedDimension,
     StackedOptimizer,
+    build_stacked_optimizers,
     check_seed,
     in_step_groups,
     load_seed_optimizers,
@@ -54,7 +55,6 @@ from suite.run.stacking import (
     parameter_sums,
     seed_optimizers,
     stack_details,
-    stacked_role_optimizers,
 )
 
 Method = Literal["grouped", "vmap"]
@@ -269,14 +269,6 @@ def build_stack(
         raise ValueError(f"unknown stacking method {method!r} (valid: grouped, vmap)")
     orders = seed_orders(image_count, config.batch_size, seeds, device, states)
     return stack, SeedStreams(orders, streams)
-
-
-def build_stacked_optimizers(
-    stack: GroupedStack | VmapStack, specs: dict[str, OptimizerSpec], capturable: bool = False
-) -> dict[str, StackedOptimizer]:
-    """One optimizer per role over all seeds' parameters (suite.run.stacking; elementwise
-    optimizers only); ``capturable`` for a step_graph captured on CUDA (dcgan.graphs_status)."""
-    return stacked_role_optimizers(stack.role_parameters(), stack.seeds, specs, capturable)
 
 
 # --- each seed's state in the lone run's checkpoint format ------------------------------------

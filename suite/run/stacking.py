@@ -69,9 +69,12 @@ def lone_rng(stream: torch.Generator) -> dict:
     return state
 
 
-def build_stacked_optimizers(stack, specs: dict[str, OptimizerSpec]) -> dict[str, StackedOptimizer]:
-    """One optimizer per role over all seeds' parameters (elementwise optimizers only)."""
-    return stacked_role_optimizers(stack.role_parameters(), stack.seeds, specs)
+def build_stacked_optimizers(
+    stack, specs: dict[str, OptimizerSpec], capturable: bool = False
+) -> dict[str, StackedOptimizer]:
+    """One optimizer per role over all seeds' parameters (elementwise optimizers only);
+    ``capturable`` for a step captured in a CUDA graph (build_role_optimizer)."""
+    return stacked_role_optimizers(stack.role_parameters(), stack.seeds, specs, capturable)
 
 
 def stacked_role_optimizers(
