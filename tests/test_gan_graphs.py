@@ -126,13 +126,18 @@ def old_stacked_step(stack, optimizers, images, streams, config):
 # --- lone: the split step equals the old one, bit for bit -------------------------------------
 
 
+def seeded_gan(cfg: dcgan.Config, specs: dict) -> tuple[dcgan.GAN, dict]:
+    """Seed 0's one-channel lone GAN and its optimizers, built after ``torch.manual_seed(0)``."""
+    torch.manual_seed(0)
+    gan = dcgan.build(cfg, 1, "cpu")
+    return gan, dcgan.build_optimizers(gan, specs)
+
+
 def train_lone(cfg: dcgan.Config, way: str):
     """STEPS steps of seed 0 the ``way`` given; the final state, the losses, the optimizers and
     the global generator's next draw (draws must be the same in number and order)."""
     data = SimpleNamespace(train=images())
-    torch.manual_seed(0)
-    gan = dcgan.build(cfg, 1, "cpu")
-    optimizers = dcgan.build_optimizers(gan, SPECS)
+    gan, optimizers = seeded_gan(cfg, SPECS)
     order = DataOrder(len(data.train), cfg.batch_size, 0)
     # Eager on the CPU either way; enabled, its autocast is the uncached one a capture uses.
     graph = dcgan.StepGraph.lone(gan, optimizers, data, cfg, enabled=way == "graph_on")
@@ -188,9 +193,7 @@ def test_a_step_that_draws_differently_is_caught():
     data = SimpleNamespace(train=images())
     states = []
     for swap in (False, True):
-        torch.manual_seed(0)
-        gan = dcgan.build(cfg, 1, "cpu")
-        optimizers = dcgan.build_optimizers(gan, SPECS)
+        gan, optimizers = seeded_gan(cfg, SPECS)
         order = DataOrder(len(data.train), cfg.batch_size, 0)
         inputs = dcgan.StepInputs.empty(cfg, "cpu")
         dcgan.draw_inputs(inputs, order)
@@ -287,9 +290,7 @@ def test_replayed_steps_count_as_eager_steps(discriminator_steps):
     data = SimpleNamespace(train=images())
     counts = []
     for replay in (False, True):
-        torch.manual_seed(0)
-        gan = dcgan.build(cfg, 1, "cpu")
-        optimizers = dcgan.build_optimizers(gan, specs)
+        gan, optimizers = seeded_gan(cfg, specs)
         order = DataOrder(len(data.train), cfg.batch_size, 0)
         dcgan.train_step(gan, optimizers, data, order, cfg)  # creates the optimizer state
         for _ in range(STEPS):
@@ -350,9 +351,7 @@ def test_the_compute_part_draws_nothing_and_reads_nothing_to_the_host(method):
     specs = {"generator": SGD, "discriminator": SGD}
     data = images()
     if method == "lone":
-        torch.manual_seed(0)
-        gan = dcgan.build(cfg, 1, "cpu")
-        optimizers = dcgan.build_optimizers(gan, specs)
+        gan, optimizers = seeded_gan(cfg, specs)
         graph = dcgan.StepGraph.lone(gan, optimizers, SimpleNamespace(train=data), cfg, True)
         order = DataOrder(len(data), cfg.batch_size, 0)
         draw = functools.partial(dcgan.draw_inputs, graph.inputs, order)
