@@ -169,7 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report every experiment and budget with results, and write results/index.html",
     )
+    _add_ledger_verbs(verbs)
     return parser
+
+
+def _add_ledger_verbs(verbs) -> None:
+    """``records`` (committed result records) and ``verdicts`` (the ledger built from them)."""
+    records = verbs.add_parser(
+        "records",
+        help="save finished results into records/ (to commit), or load records/ into a results "
+        "directory (so a new machine resumes and reports from them)",
+    )
+    records.add_argument("action", choices=("save", "load"))
+    records.add_argument("experiment", nargs="?", help="only this experiment (default: all)")
+    records.add_argument("--results", default="results", help="results directory")
+    verdicts = verbs.add_parser(
+        "verdicts", help="the verdict ledger: every claim judged on the committed records"
+    )
+    verdicts.add_argument("--json", action="store_true", help="a list, one object per claim")
+    verdicts.add_argument(
+        "--write", action="store_true", help="also write VERDICTS.md at the project root"
+    )
 
 
 @contextlib.contextmanager
@@ -528,7 +548,45 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "report": cmd_report}
+def cmd_records(args) -> int:
+    from suite.config import PROJECT_ROOT
+    from suite.records import load, read_records, save
+    from suite.store import Store
+
+    root = PROJECT_ROOT / "records"
+    store = Store(args.results)
+    if args.action == "save":
+        counts = save(store, root, args.experiment)
+        for path, n in counts.items():
+            print(f"{path}: {n} records")
+        print(f"saved {sum(counts.values())} records in {len(counts)} files under {root}")
+    else:
+        added = load(store, read_records(root, args.experiment))
+        print(f"loaded {added} records into {store.root} (finished runs; `run` skips them)")
+    return 0
+
+
+def cmd_verdicts(args) -> int:
+    from suite.config import PROJECT_ROOT
+    from suite.report import ledger
+
+    rows = ledger.build(PROJECT_ROOT / "records")
+    text = ledger.markdown(rows)
+    if args.write:
+        (PROJECT_ROOT / ledger.LEDGER_FILE).write_text(text, encoding="utf-8")
+    print(json.dumps(rows, indent=2) if args.json else text)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "list": cmd_list,
+    "show": cmd_show,
+    "report": cmd_report,
+    "records": cmd_records,
+    "verdicts": cmd_verdicts,
+}
+
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C

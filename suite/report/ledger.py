@@ -1,0 +1,217 @@
+"""The verdict ledger (``python -m suite verdicts``): every claim judged on the committed records.
+
+Built only from ``records/`` (suite/records.py), never from a local results store, so every
+clone prints the same ledger; ``VERDICTS.md`` at the root is its Markdown, checked by a test.
+Per claim: the verdict at the largest budget with records for both of its arms, its effect and
+interval, seeds per arm, whether the arms were tuned at an equal budget (then the tuned verdict
+is the headline and the documented one stands beside it), hardware, wall time and the command.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from suite.result import Result
+
+LEDGER_FILE = "VERDICTS.md"
+# Budgets from the largest down: a claim is shown at the first one with records of both arms.
+BUDGET_ORDER = ("full", "quick", "smoke")
+
+
+def _claim_arms(claim: dict[str, Any]) -> list[str]:
+    return [a for a in (claim.get("arm"), claim.get("baseline")) if a]
+
+
+def _has_runs(claim: dict[str, Any]) -> bool:
+    counts = claim.get("n_per_arm") or {}
+    return all(counts.get(arm, 0) > 0 for arm in _claim_arms(claim))
+
+
+def _hardware(results: list[Result]) -> str:
+    seen = []
+    for result in results:
+        hw = result.environment.get("hardware", {})
+        text = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+        if text not in seen:
+            seen.append(text)
+    return "; ".join(seen) or "-"
+
+
+def _command(experiment, seeds: int, tuned: bool, stacked: bool) -> str:
+    words = ["python -m suite run", experiment.name, "--budget", experiment.budget]
+    words += ["--seeds", str(seeds)]
+    if tuned:
+        words.append("--tuned")
+    if stacked:
+        words.append("--stack-seeds")
+    return " ".join(words)
+
+
+def _row(experiment, claim: dict, tuned_claim: dict | None, results: list[Result]) -> dict:
+    headline = tuned_claim if tuned_claim and _has_runs(tuned_claim) else claim
+    arms = set(_claim_arms(claim))
+    used = [r for r in results if r.arm.split("@")[0] in arms]
+    n_per_arm = headline.get("n_per_arm") or {}
+    row = {
+        "claim": claim["id"],
+        "statement": claim["statement"],
+        "experiment": experiment.name,
+        "budget": experiment.budget,
+        "budget_label": headline["budget"],
+        "verdict": headline["verdict"],
+        "verdict_text": headline["verdict_text"],
+        "reason": headline["reason"],
+        "measured": headline["measured"],
+        "ci_low": headline["ci_low"],
+        "ci_high": headline["ci_high"],
+        "measured_text": headline["measured_text"],
+        "claimed": headline["claimed"],
+        "units": claim.get("units", ""),
+        "n": min((n_per_arm.get(a, 0) for a in _claim_arms(claim)), default=0),
+        "n_per_arm": n_per_arm,
+        "tuned": headline is tuned_claim,
+        "documented_verdict": claim["verdict"] if headline is tuned_claim else None,
+        "documented_measured_text": claim["measured_text"] if headline is tuned_claim else None,
+        "holm_p": headline.get("holm_p"),
+        "hardware": _hardware(used),
+        "wall_time_s": round(sum(r.wall_time_s for r in used), 1),
+        "stacked": any(r.details.get("stacked") for r in used),
+    }
+    seeds = max(n_per_arm.values(), default=0)
+    row["command"] = _command(experiment, seeds, row["tuned"], row["stacked"])
+    return row
+
+
+def _experiment_rows(name: str, store, results: list[Result]) -> list[dict[str, Any]]:
+    """One row per claim of experiment ``name``, each at its largest budget with records."""
+    from suite.config import load_experiment
+    from suite.report import tuning
+    from suite.report.build import summary_data
+
+    rows: dict[str, dict[str, Any]] = {}
+    for budget in BUDGET_ORDER:
+        at_budget = [r for r in results if r.budget == budget]
+        if not at_budget:
+            continue
+        experiment = load_experiment(name, budget)
+        claims = summary_data(experiment, store)["claims"]
+        with tempfile.TemporaryDirectory() as scratch:
+            section = tuning.tuning_section(experiment, store, Path(scratch))
+        tuned = {c["id"]: c["tuned"] for c in (section or {}).get("claims", [])}
+        if section and (section.get("not_run") or not section.get("equal_budget", True)):
+            tuned = {}
+        for claim in claims:
+            if claim["id"] in rows or not _has_runs(claim):
+                continue
+            rows[claim["id"]] = _row(experiment, claim, tuned.get(claim["id"]), at_budget)
+    return list(rows.values())
+
+
+def _not_run(name: str) -> list[dict[str, Any]]:
+    from suite.config import load_experiment
+
+    experiment = load_experiment(name, "quick")
+    return [
+        {
+            "claim": c.id,
+            "statement": c.statement,
+            "experiment": name,
+            "budget": None,
+            "verdict": "not-run",
+            "n": 0,
+            "tuned": False,
+            "command": f"python -m suite run {name}",
+        }
+        for c in experiment.claims
+    ]
+
+
+def documented_experiments() -> list[str]:
+    """The experiments of configs/ whose claims are documented ones (CLAIMS.md): every file but
+    those of the ``synthetic`` trainer, whose claims are a simulated truth."""
+    from suite.config import CONFIG_DIR, experiment_names
+    from suite.schema import read_yaml
+
+    return [
+        n
+        for n in experiment_names()
+        if read_yaml(CONFIG_DIR / f"{n}.yaml").get("trainer") != "synthetic"
+    ]
+
+
+def build(records_root: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The ledger: one dict per claim of each experiment (default: the documented ones)."""
+    from suite.records import load, read_records
+    from suite.store import Store
+
+    records = read_records(records_root)
+    ledger = []
+    with tempfile.TemporaryDirectory() as scratch:
+        store = Store(Path(scratch) / "results")
+        load(store, records)
+        for name in documented_experiments() if names is None else names:
+            mine = [r for r in records if r.experiment == name]
+            rows = _experiment_rows(name, store, mine) if mine else []
+            done = {row["claim"] for row in rows}
+            rows += [r for r in _not_run(name) if r["claim"] not in done]
+            ledger += rows
+    return ledger
+
+
+def _cell(value: Any) -> str:
+    return "-" if value in (None, "") else str(value).replace("|", "/").replace("\n", " ")
+
+
+def _hours(seconds: float | None) -> str:
+    return "-" if not seconds else f"{seconds / 3600:.2f} h"
+
+
+def markdown(ledger: list[dict[str, Any]]) -> str:
+    """VERDICTS.md: the table, then each claim's command, hardware and why."""
+    lines = [
+        "# Verdicts",
+        "",
+        "Every documented claim judged on the committed result records (`records/`), by",
+        "`python -m suite verdicts` (this file: `python -m suite verdicts --write`). Measured",
+        "values are the suite's proxies at the stated budget, not the claims' original setups.",
+        "",
+        "| claim | experiment | budget | verdict | measured | n per arm | tuned |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in ledger:
+        per_arm = "/".join(str(v) for v in (row.get("n_per_arm") or {}).values()) or "0"
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(x)
+                for x in (
+                    row["claim"],
+                    row["experiment"],
+                    row.get("budget_label") or row.get("budget"),
+                    row["verdict"],
+                    row.get("measured_text"),
+                    per_arm,
+                    "yes (equal budget)" if row["tuned"] else "no",
+                )
+            )
+            + " |"
+        )
+    lines.append("")
+    for row in ledger:
+        lines += [f"## {row['claim']}", "", f"- claim: {row['statement']}"]
+        if row.get("budget"):
+            lines.append(f"- verdict: **{row['verdict_text']}**; {_cell(row.get('reason'))}")
+            if row.get("documented_verdict"):
+                lines.append(
+                    f"- as documented (untuned): {row['documented_verdict']}, "
+                    f"{row['documented_measured_text']}"
+                )
+            lines.append(f"- units: {_cell(row.get('units'))}")
+            lines.append(
+                f"- hardware: {row['hardware']}; wall time of the runs: "
+                f"{_hours(row.get('wall_time_s'))}"
+            )
+        lines += [f"- reproduce: `{row['command']}`", ""]
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Committed result records (suite/records.py) and the verdict ledger built from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from suite.cli import main
+from suite.config import PROJECT_ROOT
+from suite.errors import ResultsError
+from suite.records import load, read_file, read_records, save
+from suite.report import ledger
+from suite.store import Store
+
+EXPERIMENT = "synthetic-demo"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, Path]:
+    """A quick synthetic run (5 seeds per arm) and its records: (results dir, records root)."""
+    base = tmp_path_factory.mktemp("records")
+    results, root = base / "results", base / "records"
+    assert main(["run", EXPERIMENT, "--results", str(results)]) == 0
+    save(Store(results), root)
+    return results, root
+
+
+def test_save_writes_one_file_per_arm_with_every_finished_run(recorded):
+    results, root = recorded
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jsonl"))
+    assert files == [f"{EXPERIMENT}/quick/adam.jsonl", f"{EXPERIMENT}/quick/sgd.jsonl"]
+    stored = {r.run_id: r for r in Store(results).results(EXPERIMENT)}
+    kept = {r.run_id: r for r in read_records(root)}
+    assert kept.keys() == stored.keys() and len(kept) == 10
+    for run_id, result in kept.items():
+        assert result.metrics == stored[run_id].metrics  # exact, NaN aside
+        assert result.status == stored[run_id].status
+        assert result.artifacts == {}
+
+
+def test_save_again_changes_nothing(recorded):
+    results, root = recorded
+    before = {p: p.read_bytes() for p in root.rglob("*.jsonl")}
+    save(Store(results), root)
+    assert {p: p.read_bytes() for p in root.rglob("*.jsonl")} == before
+
+
+def test_loaded_records_are_finished_runs_that_a_run_skips(recorded, tmp_path):
+    _, root = recorded
+    fresh = Store(tmp_path / "results")
+    assert load(fresh, read_records(root)) == 10
+    assert load(fresh, read_records(root)) == 0  # loading twice adds nothing
+    before = {p: p.read_bytes() for p in (tmp_path / "results").rglob("result.json")}
+    assert main(["run", EXPERIMENT, "--results", str(tmp_path / "results")]) == 0
+    after = {p: p.read_bytes() for p in (tmp_path / "results").rglob("result.json")}
+    assert after == before  # nothing ran again
+
+
+def test_a_record_whose_run_id_is_not_its_config_is_refused(recorded, tmp_path):
+    _, root = recorded
+    line = json.loads((root / EXPERIMENT / "quick" / "adam.jsonl").read_text().splitlines()[0])
+    line["optimizers"]["model"]["lr"] = 0.5  # edited by hand: the id no longer matches
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(line) + "\n")
+    with pytest.raises(Exception, match="run id"):
+        load(Store(tmp_path / "results"), read_file(bad))
+
+
+def test_a_malformed_record_names_file_and_line(tmp_path):
+    bad = tmp_path / "arm.jsonl"
+    bad.write_text('{"run_id": "x"}\n{not json\n')
+    with pytest.raises(ResultsError, match=r"arm.jsonl:1"):
+        read_file(bad)
+
+
+def test_ledger_gives_the_reports_verdicts(recorded, tmp_path):
+    results, root = recorded
+    assert main(["report", EXPERIMENT, "--results", str(results), "--json"]) == 0
+    report = json.loads((results / EXPERIMENT / "quick" / "report.json").read_text())
+    rows = {row["claim"]: row for row in ledger.build(root, [EXPERIMENT])}
+    assert set(rows) == {"synthetic-score", "synthetic-steps"}
+    for claim in report["claims"]:
+        row = rows[claim["id"]]
+        assert (row["verdict"], row["measured"], row["n"]) == (
+            claim["verdict"],
+            claim["measured"],
+            min(claim["n_per_arm"].values()),
+        )
+        assert row["budget"] == "quick" and row["tuned"] is False
+        assert row["command"] == f"python -m suite run {EXPERIMENT} --budget quick --seeds 5"
+
+
+def test_ledger_lists_a_claim_without_records_as_not_run(tmp_path):
+    rows = ledger.build(tmp_path, [EXPERIMENT])
+    assert [(r["claim"], r["verdict"], r["n"]) for r in rows] == [
+        ("synthetic-score", "not-run", 0),
+        ("synthetic-steps", "not-run", 0),
+    ]
+
+
+def test_committed_verdicts_file_is_what_the_records_give():
+    """VERDICTS.md is regenerated from records/ (`python -m suite verdicts --write`)."""
+    rows = ledger.build(PROJECT_ROOT / "records")
+    committed = (PROJECT_ROOT / ledger.LEDGER_FILE).read_text(encoding="utf-8")
+    assert committed == ledger.markdown(rows)
