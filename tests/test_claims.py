@@ -134,13 +134,14 @@ A = [1.25 * x for x in B]
 
 @pytest.mark.parametrize(
     ("claimed", "expected"),
-    [(0.25, "reproduced"), (0.1, "stronger"), (0.5, "weaker")],
+    # bands on the log ratio (issue 22): +10% -> [+4.9%, +15.4%]; +80% -> [+34%, +141%]
+    [(0.25, "reproduced"), (0.1, "stronger"), (0.8, "weaker")],
 )
 def test_relative_effect_paired_exact(claimed, expected):
     outcome = evaluate_claim(claim(baseline="b", effect={"relative": claimed}), arms(A, B), "quick")
     assert outcome.paired and outcome.n == 4
-    assert outcome.measured == 0.25
-    assert outcome.ci_low == 0.25 and outcome.ci_high == 0.25
+    assert outcome.measured == pytest.approx(0.25, abs=1e-12)
+    assert outcome.ci_low == outcome.ci_high == pytest.approx(0.25, abs=1e-12)
     assert outcome.verdict == expected
     assert "quick budget, n=4" in outcome.reason
 
@@ -148,7 +149,7 @@ def test_relative_effect_paired_exact(claimed, expected):
 def test_contradicted_and_inconclusive():
     worse = [0.75 * x for x in B]
     outcome = evaluate_claim(claim(baseline="b", effect={"relative": 0.2}), arms(worse, B), "quick")
-    assert outcome.measured == -0.25
+    assert outcome.measured == pytest.approx(-0.25, abs=1e-12)
     assert outcome.verdict == "contradicted"
     # Differences +1, -1, +1, -1: mean 0, and the CI of the mean difference straddles 0.
     mixed = [b + d for b, d in zip(B, [1, -1, 1, -1], strict=True)]
@@ -199,15 +200,21 @@ def on_scale(runs: list[Result], scale: str = "s") -> list[Result]:
 
 
 def test_value_claim_and_value_check():
-    values = [7.0, 8.0, 9.0]
+    values = [7.9, 8.0, 8.1]
     runs = on_scale([result("a", i, x) for i, x in enumerate(values)])
     outcome = evaluate_claim(claim(value=8.0, scale="s"), runs, "quick")
     assert outcome.kind == "value" and outcome.measured == pytest.approx(8.0)
-    # Student t, 2 df: 8 +- 4.303 * 1 / sqrt(3) = 8 +- 2.484 (the bootstrap gave ~[7, 9]).
-    assert outcome.ci_low == pytest.approx(8 - 2.4841, abs=1e-3)
-    assert outcome.ci_high == pytest.approx(8 + 2.4841, abs=1e-3)
-    assert outcome.method == "Student t" and outcome.confidence == 0.95
+    # issue 22: an equivalence (TOST): Student t at 90%, 2 df: 8 +- 2.920 * 0.1 / sqrt(3) =
+    # 8 +- 0.1686, within 8 +- 10% = [7.2, 8.8].
+    assert outcome.ci_low == pytest.approx(8 - 0.1686, abs=1e-3)
+    assert outcome.ci_high == pytest.approx(8 + 0.1686, abs=1e-3)
+    assert outcome.method == "Student t" and outcome.confidence == pytest.approx(0.90)
     assert outcome.verdict == "reproduced"
+    # [7, 8, 9] contains 8 but pins nothing: 90% CI 8 +- 1.686 reaches outside [7.2, 8.8].
+    wide = on_scale([result("a", i, x) for i, x in enumerate([7.0, 8.0, 9.0])])
+    assert evaluate_claim(claim(value=8.0, scale="s"), wide, "quick").verdict == "inconclusive"
+    loose = claim(value=8.0, scale="s", value_tolerance=0.25)  # [6, 10]
+    assert evaluate_claim(loose, wide, "quick").verdict == "reproduced"
     assert evaluate_claim(claim(value=20.0, scale="s"), runs, "quick").verdict == "weaker"
     lower = claim(value=20.0, direction="lower", scale="s")
     assert evaluate_claim(lower, runs, "quick").verdict == "stronger"
@@ -262,7 +269,10 @@ def test_nan_metric_counts_as_diverged_and_failed_runs_are_left_out_and_counted(
     a, b = outcome.arms
     assert (a["n_diverged"], a["n"]) == (1, 3)
     assert (b["n_failed"], b["n_missing"], b["n_runs"]) == (1, 1, 5)
-    assert "failed 2 (left out)" in outcome.measured_text()
+    # issue 22: a run that finished without the metric is not called "failed"
+    assert "failed 1 (left out); finished without the metric 1 (left out)" in (
+        outcome.measured_text()
+    )
 
 
 def test_censored_runs_are_counted_at_the_budget():

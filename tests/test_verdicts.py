@@ -30,13 +30,18 @@ def test_verdict_constants():
 @pytest.mark.parametrize(
     ("low", "high", "expected"),
     [
-        (0.12, 0.30, "reproduced"),  # excludes 0, within [0.11, 0.44] (tolerance 2)
+        (0.12, 0.30, "reproduced"),  # excludes 0, within [0.11, 0.33] (tolerance 2)
         # issue 12: contains 0.22 but reaches below 0.22 / 2: the size is not pinned down.
         (0.10, 0.30, "direction-only"),
         (0.05, 10.0, "direction-only"),  # 20 times wider than the claim
-        (0.22, 0.40, "reproduced"),  # claimed value on the edge counts as contained
-        (0.05, 0.15, "weaker"),  # same side, entirely below 0.22
-        (0.30, 0.50, "stronger"),  # same side, entirely above 0.22
+        (0.11, 0.33, "reproduced"),  # the band's edges count as inside
+        # issue 22: the band is symmetric around the claim, [0.22 / 2, 0.22 * 1.5]
+        (0.22, 0.40, "direction-only"),
+        # issue 22: weaker / stronger only outside the band, not merely below / above 0.22
+        (0.05, 0.15, "direction-only"),
+        (0.30, 0.50, "direction-only"),
+        (0.03, 0.10, "weaker"),  # same side, entirely below the band
+        (0.34, 0.50, "stronger"),  # same side, entirely above the band
         (-0.05, 0.40, "inconclusive"),  # contains 0
         (0.00, 0.40, "inconclusive"),  # touching 0 counts as containing it
         (-0.30, -0.10, "contradicted"),  # entirely on the other side of 0
@@ -50,9 +55,10 @@ def test_verdict_positive_claim(low, high, expected):
 @pytest.mark.parametrize(
     ("low", "high", "expected"),
     [
-        (-4.0, -2.0, "reproduced"),
-        (-2.5, -1.0, "weaker"),  # smaller in magnitude than 3
-        (-6.0, -4.0, "stronger"),  # larger in magnitude than 3
+        (-4.0, -2.0, "reproduced"),  # within the band [-4.5, -1.5]
+        (-1.4, -1.0, "weaker"),  # smaller in magnitude than 1.5
+        (-6.0, -4.6, "stronger"),  # larger in magnitude than 4.5
+        (-2.5, -1.0, "direction-only"),  # overlaps the band
         (-1.0, 1.0, "inconclusive"),
         (0.5, 2.0, "contradicted"),
     ],
@@ -85,13 +91,15 @@ def test_direction_lower_flip_does_not_change_label(low, high, claimed):
 
 
 def test_lower_is_better_worked_example():
-    # Claim: A's FID is 15% lower than B's. Measured A/B - 1 has CI [-0.25, -0.18]: A is lower by
-    # more than claimed -> stronger. CI [+0.02, +0.10]: A is worse -> contradicted.
-    assert verdict(*orient(-0.25, -0.18, -0.15, "lower"), budget="full", n=8) == "stronger"
+    # Claim: A's FID is 15% lower than B's (band [-7.5%, -22.5%] in raw units). Measured A/B - 1
+    # with CI [-0.30, -0.23]: lower by more than the band -> stronger. CI [+0.02, +0.10]: A is
+    # worse -> contradicted.
+    assert verdict(*orient(-0.30, -0.23, -0.15, "lower"), budget="full", n=8) == "stronger"
     assert verdict(*orient(0.02, 0.10, -0.15, "lower"), budget="full", n=8) == "contradicted"
     assert verdict(*orient(-0.20, -0.08, -0.15, "lower"), budget="full", n=8) == "reproduced"
     assert verdict(*orient(-0.20, -0.05, -0.15, "lower"), budget="full", n=8) == "direction-only"
-    assert verdict(*orient(-0.10, -0.05, -0.15, "lower"), budget="full", n=8) == "weaker"
+    assert verdict(*orient(-0.07, -0.05, -0.15, "lower"), budget="full", n=8) == "weaker"
+    assert verdict(*orient(-0.10, -0.05, -0.15, "lower"), budget="full", n=8) == "direction-only"
 
 
 def test_smoke_and_not_run_take_precedence():
@@ -157,13 +165,16 @@ def test_equivalence_verdict_special_cases():
 @pytest.mark.parametrize(
     ("low", "high", "direction", "expected"),
     [
-        (7.5, 8.1, "higher", "reproduced"),  # IS 7.8 inside the CI
-        (7.0, 7.6, "higher", "weaker"),  # IS below the claim: worse
-        (8.0, 8.4, "higher", "stronger"),
+        # issue 22: a value is an equivalence, its band 7.8 +- 10% = [7.02, 8.58]
+        (7.5, 8.1, "higher", "reproduced"),
+        (6.0, 6.9, "higher", "weaker"),  # IS entirely below the band: worse
+        (8.6, 9.4, "higher", "stronger"),
         (7.5, 8.1, "lower", "reproduced"),
-        (7.0, 7.6, "lower", "stronger"),  # e.g. FID below the claim: better
-        (8.0, 8.4, "lower", "weaker"),
+        (6.0, 6.9, "lower", "stronger"),  # e.g. FID below the band: better
+        (8.6, 9.4, "lower", "weaker"),
         (7.8, 7.8, "higher", "reproduced"),
+        (7.0, 7.6, "higher", "inconclusive"),  # below 7.8 but reaching into the band
+        (2.0, 14.9, "higher", "inconclusive"),  # contains 7.8 but is far too wide
     ],
 )
 def test_value_verdict(low, high, direction, expected):
@@ -193,7 +204,8 @@ def test_relative_effects_are_quoted_as_percentages():
     )
     near = v.judge_effect(0.15, 0.3, 0.22, budget="quick", n=10, percent=True)
     assert near.label == "reproduced"
-    assert "within [+11%, +44%]" in near.text  # the band 0.22 / 2 .. 0.22 * 2
+    # the band on the log ratio: exp(log(1.22) x [1/2, 3/2]) - 1
+    assert "within the band [+10.5%, +34.8%]" in near.text
     parity = v.judge_equivalence(-0.04, 0.03, 0.05, budget="quick", n=10, percent=True)
     assert "90% CI [-4%, +3%] lies within the equivalence margin +-5%" in parity.text
 
@@ -209,7 +221,7 @@ def test_judge_effect_text():
     for low, high, label in [
         (4.0, 6.0, "reproduced"),
         (1.0, 2.0, "weaker"),
-        (7.0, 9.0, "stronger"),
+        (7.6, 9.0, "stronger"),
         (-2.0, -1.0, "contradicted"),
     ]:
         out = v.judge_effect(low, high, 5.0, budget="full", n=12)
@@ -235,12 +247,14 @@ def test_judge_equivalence_and_value_text():
     assert v.judge_equivalence(-0.2, 0.3, 0.05, budget="full", n=10).label == "inconclusive"
     assert v.judge_equivalence(0.1, 0.3, 0.05, budget="full", n=10).label == "contradicted"
     assert v.judge_equivalence(0.04, 0.3, 0.05, budget="full", n=10).label == "inconclusive"
-    val = v.judge_value(7.0, 7.6, 7.8, budget="full", n=10)
+    val = v.judge_value(6.0, 6.9, 7.8, budget="full", n=10)
     assert val.label == "weaker"
     assert val.text == (
-        "weaker at full budget, n=10 seeds: 95% CI [7, 7.6] lies entirely below the claimed "
-        "value 7.8 (higher is better)"
+        "weaker at full budget, n=10 seeds: 90% CI [6, 6.9] lies entirely below [7.02, 8.58], "
+        "the claimed value 7.8 +- 0.78 (higher is better)"
     )
+    wide = v.judge_value(-3.9, 14.9, 7.8, budget="full", n=3)
+    assert wide.label == "inconclusive" and "too wide" in wide.text
     fid = v.judge_value(20.0, 22.0, 25.0, budget="full", n=10, direction="lower")
     assert fid.label == "stronger" and "below" in fid.text
     assert all(

@@ -123,13 +123,18 @@ class Claim:
     fact_check: str = ""
     """the fact-check verdict and where it is argued (CLAIMS.md Part 2)"""
     scale: str = ""
-    """the scale the claimed ``value`` is on (e.g. "tf-inception"); a value claim needs it, and
-    is judged only when the metric is on the same scale (suite/judge/metrics.py)"""
+    """the scale the claimed ``value`` and an ``absolute`` effect are on (e.g. "tf-inception"); a
+    value claim needs it; both are judged only when the metric is on the same scale
+    (suite/judge/metrics.py)"""
     metric_sign: Literal["positive", "signed"] | None = None
     """"positive" or "signed": overrides the metric's declared sign for this task (a relative
     claim on a signed metric is refused unless this says "positive")"""
     tolerance: float = 2.0
-    """"reproduced" needs the CI inside [claimed / tolerance, claimed * tolerance]; a factor > 1"""
+    """a factor > 1: "reproduced" needs the CI inside claimed x [1 / tolerance, 2 - 1 / tolerance]
+    (on the log ratio for relative effects; suite.judge.verdicts.size_band)"""
+    value_tolerance: float | None = None
+    """how far, as a fraction of ``value``, arm A's CI may reach and still reproduce it (None:
+    the metric's default, else 10%)"""
     references: list[Reference] = field(default_factory=list)
     """published full-budget reference values"""
 
@@ -152,6 +157,13 @@ class Claim:
         if not (math.isfinite(self.tolerance) and self.tolerance > 1):
             raise ValueError(
                 f"claim {self.id}: tolerance must be a factor > 1, got {self.tolerance}"
+            )
+        if self.value_tolerance is not None and not (
+            math.isfinite(self.value_tolerance) and self.value_tolerance > 0
+        ):
+            raise ValueError(
+                f"claim {self.id}: value_tolerance must be a fraction > 0, got "
+                f"{self.value_tolerance}"
             )
         effect = self.effect
         if effect is not None and effect.kind in ("relative", "absolute"):

@@ -37,6 +37,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from suite.judge import rules, stats, verdicts
 from suite.judge.claims import Claim
 from suite.judge.metrics import metric_info
@@ -93,6 +95,10 @@ class ClaimOutcome:
     p_value: float | None = None
     look: int = 1
     looks_planned: int = 1
+    family_size: int = 1
+    """claims tested together (:func:`evaluate_claims`): labels are at the Holm level when > 1"""
+    holm_p: float | None = None
+    """the Holm-adjusted p over the family (None for a single claim, or without a p-value)"""
 
     @property
     def relative(self) -> bool:
@@ -111,6 +117,9 @@ class ClaimOutcome:
             f"{format_value(self.measured, self.relative, signed)} ({level} CI "
             f"{format_value(self.ci_low, self.relative, signed)} to "
             f"{format_value(self.ci_high, self.relative, signed)}, {self.method})"
+            if self.n >= verdicts.MIN_SEEDS
+            else f"{format_value(self.measured, self.relative, signed)} (no CI: "
+            f"{verdicts.MIN_SEEDS} seeds needed)"
         )
         per = (
             "seeds"
@@ -125,9 +134,12 @@ class ClaimOutcome:
         for key, word in (("n_degenerate", "degenerate"), ("n_censored", "censored")):
             if sum(a.get(key, 0) for a in self.arms):
                 text += "; " + _by_arm(self.arms, key, word)
-        failed = sum(a["n_failed"] + a["n_missing"] for a in self.arms)
+        failed = sum(a["n_failed"] for a in self.arms)
+        missing = sum(a["n_missing"] for a in self.arms)
         if failed:
             text += f"; failed {failed} (left out)"
+        if missing:
+            text += f"; finished without the metric {missing} (left out)"
         return text
 
     def references_text(self) -> str:
@@ -199,6 +211,8 @@ class ClaimOutcome:
             "p_improvement": self.p_improvement,
             "look": self.look,
             "looks_planned": self.looks_planned,
+            "family_size": self.family_size,
+            "holm_p": self.holm_p,
             "arms": self.arms,
             "value_check": self.value_check,
             "references": [vars(r).copy() for r in self.claim.references],
@@ -231,6 +245,42 @@ def _claimed_text(claim: Claim) -> str:
         return f"{format_value(size, signed=True)}{vs}"
     margin = format_value(size, relative=kind == "equivalence")
     return f"parity within +-{margin}{vs}"
+
+
+# Kinds the rank policy can judge (ranks carry no units: no margin, no value).
+RANK_KINDS = ("direction", "absolute", "relative")
+
+
+def _without_imputation(
+    kind: str, raw: list[ArmValues], floor: _Judgement, rank: _Judgement
+) -> _Judgement:
+    """The headline when runs diverged under the floor policy: never a verdict that rests on an
+    imputed value (issue 22). Direction and size claims take the rank policy's verdict; parity
+    and value claims keep the floor's only when the metric declares it and every arm has a
+    finished run, and are inconclusive otherwise."""
+    v = floor.verdict
+    if kind in RANK_KINDS:
+        imputed = floor.sample.imputed
+        at = f"at {imputed:.4g}, " if imputed is not None else ""
+        note = f"; ranks decide because runs diverged (the floor would enter them {at}an imputed value)"
+        if rank.verdict.label not in verdicts.DECIDED:
+            return rank
+        return dataclasses.replace(
+            rank, verdict=dataclasses.replace(rank.verdict, text=rank.verdict.text + note)
+        )
+    if v.label not in verdicts.DECIDED:
+        return floor
+    unfinished = [a.name for a in raw if not np.isfinite(a.values).any()]
+    if unfinished:
+        why = f"{', '.join(unfinished)} has no finished run: it is never judged as if it had one"
+    elif floor.sample.imputed_from != rules.DECLARED_FLOOR:
+        why = (
+            "runs diverged and the metric declares no floor: the verdict would rest on an "
+            f"imputed value ({floor.sample.imputed_from})"
+        )
+    else:
+        return floor
+    return dataclasses.replace(floor, verdict=rules.inconclusive(v, why))
 
 
 @dataclass
@@ -339,8 +389,10 @@ def evaluate_claim(
     if diverged in ("floor", "rank") and any(a.n_diverged for a in raw):
         other = "rank" if diverged == "floor" else "floor"
         alt = _judge(claim, kind, raw, other, info, level, budget)
-        if other == "floor" or kind in ("direction", "absolute", "relative"):
+        if other == "floor" or kind in RANK_KINDS:
             policy_verdicts = {diverged: main.verdict.label, other: alt.verdict.label}
+        if diverged == "floor":
+            main = _without_imputation(kind, raw, main, alt)
     shown = main.sample.values
     arms = [rules.arm_row(a, v, level) for a, v in zip(raw, shown, strict=True)]
     value_check = None
@@ -349,6 +401,9 @@ def evaluate_claim(
     nan = float("nan")
     e = main.effect
     rank = rules.rank_effect(claim, raw, level)
+    n = main.sample.n if all(a.values.size for a in raw) else 0
+    if e is not None and n < verdicts.MIN_SEEDS:  # no interval beside "too few seeds"
+        e = dataclasses.replace(e, ci_low=nan, ci_high=nan)
     return ClaimOutcome(
         claim=claim,
         budget=budget,
@@ -357,7 +412,7 @@ def evaluate_claim(
         measured=e.estimate if e else nan,
         ci_low=e.ci_low if e else nan,
         ci_high=e.ci_high if e else nan,
-        n=main.sample.n if all(a.values.size for a in raw) else 0,
+        n=n,
         paired=main.sample.paired,
         verdict=main.verdict.label,
         reason=main.verdict.text,
@@ -410,5 +465,49 @@ def _value_check(
 def evaluate_claims(
     claims: list[Claim], results: list[Result], budget: str, **kwargs
 ) -> list[ClaimOutcome]:
-    """Every claim judged (keyword arguments as :func:`evaluate_claim`)."""
-    return [evaluate_claim(c, results, budget, **kwargs) for c in claims]
+    """Every claim judged, the labels of several claims at the Holm level (keyword arguments as
+    :func:`evaluate_claim`).
+
+    With m >= 2 claims that have a p-value, each claim keeps the interval shown at the overall
+    level, but its label is the one at Holm's (1979) step-down level: the claim with the r-th
+    smallest p (r = 0, 1, ...) is judged at 1 - alpha / (m - r), and once one claim is not
+    rejected none after it is (its decided label becomes "inconclusive", with the Holm p in the
+    reason). So "family-wise error controlled" holds for the labels, not only for the p column:
+    with 7 null claims the old labels decided 30.6% of reports (issue 22). A single claim is
+    unchanged.
+    """
+    outcomes = [evaluate_claim(c, results, budget, **kwargs) for c in claims]
+    tested = [i for i, o in enumerate(outcomes) if _has_p(o.p_value)]
+    m = len(tested)
+    if m < 2:
+        return outcomes
+    adjusted = stats.holm([outcomes[i].p_value for i in tested])
+    alpha = (1.0 - kwargs.get("confidence", 0.95)) / kwargs.get("looks_planned", 1)
+    confidence = kwargs.get("confidence", 0.95)
+    order = sorted(range(m), key=lambda j: outcomes[tested[j]].p_value)
+    for rank, j in enumerate(order):
+        i = tested[j]
+        at_level = {**kwargs, "confidence": 1.0 - (1.0 - confidence) / (m - rank)}
+        holm_outcome = evaluate_claim(claims[i], results, budget, **at_level)
+        label, reason = holm_outcome.verdict, holm_outcome.reason
+        if adjusted[j] >= alpha and label in verdicts.DECIDED:
+            label, reason = (
+                "inconclusive",
+                (
+                    f"inconclusive at {budget} budget, n={holm_outcome.n}: its Holm-adjusted p = "
+                    f"{adjusted[j]:.3g} over {m} claims is not below alpha {alpha:.3g} "
+                    f"({label}: {reason.split(': ', 1)[-1]})"
+                ),
+            )
+        else:
+            reason += (
+                f" (Holm level {verdicts.fmt_confidence(holm_outcome.confidence)}, {m} claims)"
+            )
+        outcomes[i] = dataclasses.replace(
+            outcomes[i], verdict=label, reason=reason, family_size=m, holm_p=adjusted[j]
+        )
+    return outcomes
+
+
+def _has_p(p: float | None) -> bool:
+    return p is not None and math.isfinite(p)

@@ -49,6 +49,9 @@ class MetricInfo:
     """the smallest value the metric can take, if known"""
     high: float | None = None
     """the largest value the metric can take, if known"""
+    value_tolerance: float | None = None
+    """how far (a fraction of the claimed value) a value claim may be off and still be
+    reproduced; None: ``suite.judge.verdicts.DEFAULT_VALUE_TOLERANCE`` (10%)"""
 
 
 # Name patterns (fnmatch), first match wins.
@@ -80,7 +83,9 @@ def metric_info(metric: str, results: list[Any] = ()) -> MetricInfo:
         bounds = (details.get("metric_bounds") or {}).get(metric)
         if scale is not None or bounds is not None:
             low, high = bounds if bounds is not None else (info.low, info.high)
-            return MetricInfo(info.sign, scale or info.scale, _bound(low), _bound(high))
+            return MetricInfo(
+                info.sign, scale or info.scale, _bound(low), _bound(high), info.value_tolerance
+            )
     return info
 
 

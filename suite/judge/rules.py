@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from typing import Any
 
 import numpy as np
@@ -57,11 +58,13 @@ __all__ = [
     "Judged",
     "Sample",
     "arm_values",
+    "inconclusive",
     "prepare",
     "rank_verdict",
 ]
 
 DIVERGED_POLICIES = ("floor", "rank", "exclude")
+DECLARED_FLOOR = "the metric's floor"
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +160,7 @@ class Sample:
 def _floor(claim: Claim, raw: list[ArmValues], info: MetricInfo) -> tuple[float | None, str]:
     declared = info.low if claim.direction == "higher" else info.high
     if declared is not None:
-        return declared, "the metric's floor"
+        return declared, DECLARED_FLOOR
     finite = np.concatenate([a.values[np.isfinite(a.values)] for a in raw])
     if not finite.size:
         return None, ""
@@ -223,13 +226,14 @@ def _relative_sign(s: Sample) -> str | None:
 
 
 def _saturated(s: Sample) -> str | None:
+    """Every run at one value (or at a bound): nothing to compare. Arms constant but different
+    are not saturated: the zero-width interval decides them (issue 22)."""
     values = [v for v in s.values if v.size]
     if not values:
         return None
-    if all(np.ptp(v) == 0 for v in values):
-        shown = ", ".join(f"{a.name} {v[0]:.4g}" for a, v in zip(s.raw, s.values, strict=True))
-        return f"saturated: zero spread in every arm ({shown}): the metric cannot tell them apart"
     everything = np.concatenate(values)
+    if np.ptp(everything) == 0:
+        return f"saturated: every run at {everything[0]:.4g}: the metric cannot tell them apart"
     for bound in (s.info.low, s.info.high):
         if bound is not None and np.allclose(everything, bound, rtol=1e-9, atol=1e-12):
             return f"saturated: every run at the metric's bound {bound:.4g}"
@@ -237,18 +241,20 @@ def _saturated(s: Sample) -> str | None:
 
 
 def _scale(s: Sample) -> str | None:
-    if s.kind != "value":
-        return None
-    claimed, measured = s.claim.scale, s.info.scale
-    if claimed and claimed == measured:
-        return None
-    return (
-        f"not comparable: the claimed value {s.claim.value:g} is on scale {claimed!r}, metric "
-        f"{s.claim.metric} on {measured!r}"
-        if measured
-        else f"not comparable: the claimed value {s.claim.value:g} is on scale {claimed!r}, metric "
-        f"{s.claim.metric} declares no scale (suite/judge/metrics.py)"
-    )
+    """A claimed value, or an absolute effect the claim puts on a scale, is judged only on a
+    metric of that scale ("+1.2 IS" on Inception features is not +1.2 on classifier features)."""
+    if s.kind == "value" or (s.kind == "absolute" and s.claim.scale):
+        claimed, measured = s.claim.scale, s.info.scale
+        if claimed and claimed == measured:
+            return None
+        what = (
+            f"the claimed value {s.claim.value:g}"
+            if s.kind == "value"
+            else f"the claimed effect {s.claim.effect.size:+g}"
+        )
+        where = f"on {measured!r}" if measured else "declares no scale (suite/judge/metrics.py)"
+        return f"not comparable: {what} is on scale {claimed!r}, metric {s.claim.metric} {where}"
+    return None
 
 
 GUARDS: tuple[Callable[[Sample], str | None], ...] = (
@@ -282,6 +288,14 @@ def _ratio(s: Sample, confidence: float) -> stats.Effect:
     return stats.ratio_t_ci(*s.values, paired=s.paired, confidence=confidence)
 
 
+def _no_spread(e: stats.Effect, v: verdicts.Verdict) -> verdicts.Verdict:
+    """Say so when a decided interval has zero width (arms constant, or a constant difference)."""
+    if e.se != 0 or v.label not in verdicts.DECIDED:
+        return v
+    why = " (no spread: the difference is the same in every seed, so the interval has no width)"
+    return dataclass_replace(v, text=v.text + why)
+
+
 def _direction(s: Sample, confidence: float, budget: str) -> Judged:
     e = _difference(s, confidence)
     v = verdicts.judge_direction(
@@ -292,7 +306,7 @@ def _direction(s: Sample, confidence: float, budget: str) -> Judged:
         n=s.n,
         confidence=confidence,
     )
-    return Judged(e, v, stats.effect_p_value(e))
+    return Judged(e, _no_spread(e, v), stats.effect_p_value(e))
 
 
 def _sized(effect_fn: Callable[[Sample, float], stats.Effect], percent: bool = False):
@@ -308,7 +322,7 @@ def _sized(effect_fn: Callable[[Sample, float], stats.Effect], percent: bool = F
             tolerance=s.claim.tolerance,
             percent=percent,
         )
-        return Judged(e, v, stats.effect_p_value(e))
+        return Judged(e, _no_spread(e, v), stats.effect_p_value(e))
 
     return rule
 
@@ -331,17 +345,27 @@ def _equivalence(effect_fn: Callable[[Sample, float], stats.Effect], percent: bo
 
 
 def _value(s: Sample, confidence: float, budget: str) -> Judged:
-    e = stats.mean_t_ci(s.values[0], confidence)
+    # An equivalence with the claimed value: TOST's (1 - 2 alpha) interval within +-margin.
+    level = 2.0 * confidence - 1.0
+    e = stats.mean_t_ci(s.values[0], level)
+    value = s.claim.value
+    tolerance = s.claim.value_tolerance or s.info.value_tolerance
+    margin = verdicts.value_margin(value, tolerance or verdicts.DEFAULT_VALUE_TOLERANCE)
     v = verdicts.judge_value(
         e.ci_low,
         e.ci_high,
-        s.claim.value,
+        value,
         budget=budget,
         n=s.n,
         direction=s.claim.direction,
-        confidence=confidence,
+        confidence=level,
+        margin=margin,
     )
-    return Judged(e, v, None)
+    p = max(
+        stats.effect_p_value(e, value - margin, "greater"),
+        stats.effect_p_value(e, value + margin, "less"),
+    )
+    return Judged(e, v, p)
 
 
 RULES: dict[str, Callable[[Sample, float, str], Judged]] = {
@@ -359,7 +383,7 @@ RULES: dict[str, Callable[[Sample, float, str], Judged]] = {
 # --------------------------------------------------------------------------------------------
 
 
-def _inconclusive(v: verdicts.Verdict, why: str) -> verdicts.Verdict:
+def inconclusive(v: verdicts.Verdict, why: str) -> verdicts.Verdict:
     text = v.text.split(": ", 1)[-1]
     head = f"inconclusive at {v.budget} budget, n={v.n} seeds per arm"
     return verdicts.Verdict("inconclusive", v.budget, v.n, f"{head}: {why} ({v.label}: {text})")
@@ -371,7 +395,7 @@ def _censoring(s: Sample, v: verdicts.Verdict) -> verdicts.Verdict:
     a, b = s.raw
     if a.n_censored and v.label in ("reproduced", "direction-only", "stronger"):
         return (
-            _inconclusive(
+            inconclusive(
                 v,
                 f"{a.name} censored in {a.n_censored} runs: its true values are larger, so the "
                 "effect is at most this large and a favourable verdict cannot stand",
@@ -381,7 +405,7 @@ def _censoring(s: Sample, v: verdicts.Verdict) -> verdicts.Verdict:
         )
     if b.n_censored and s.claim.direction == "lower":
         if v.label in ("weaker", "contradicted"):
-            return _inconclusive(
+            return inconclusive(
                 v,
                 f"{b.name} censored in {b.n_censored} runs: the effect is at least this large, "
                 f"so {v.label!r} cannot be concluded",
@@ -405,7 +429,7 @@ def _equivalence_needs_finished_runs(s: Sample, v: verdicts.Verdict) -> verdicts
     for a in s.raw:
         bad = a.n_diverged + a.n_degenerate
         if bad * 2 > a.values.size:
-            return _inconclusive(
+            return inconclusive(
                 v,
                 f"{a.name} diverged or degenerate in {bad}/{a.values.size} runs: an arm that "
                 "mostly fails is never shown equivalent",

@@ -11,13 +11,17 @@ reporting intervals rather than point estimates; Colas et al., 2018, on seeds).
 
 Labels (:data:`VERDICTS`)
 -------------------------
-``reproduced``      the CI excludes 0 and lies within the claimed size's tolerance band
-                    [claimed / tolerance, claimed * tolerance] (default tolerance 2: a "+22%"
-                    is reproduced by a CI inside [+11%, +44%]); for parity, the (1 - 2 alpha) CI
-                    lies inside the margin (TOST, Lakens 2017); for a value, the CI contains it.
-``direction-only``  direction reproduced, size undetermined: the CI excludes 0 on the claimed
-                    side and contains the claimed size, but is too wide to fit the tolerance band.
-``weaker`` / ``stronger``  the CI excludes 0 and lies entirely below / above the claimed size.
+``reproduced``      the CI excludes 0 and is pinned to the claimed size: it lies inside the band
+                    claimed x [1 / tolerance, 2 - 1 / tolerance] (:func:`size_band`; on the log
+                    ratio for relative effects; default tolerance 2: "+22%" is reproduced by a
+                    CI inside [+10.5%, +34.7%]); for parity, the (1 - 2 alpha) CI lies inside
+                    the margin (TOST, Lakens 2017); for a value, the (1 - 2 alpha) CI lies
+                    within the value's tolerance (+-10% by default).
+``direction-only``  direction reproduced, consistent with the claimed size but not pinned to it:
+                    the CI excludes 0 on the claimed side and overlaps the band without lying
+                    inside it.
+``weaker`` / ``stronger``  the CI excludes 0 and lies entirely below / above the band (for a
+                    value: entirely below / above its tolerance band).
 ``contradicted``    the CI lies on the other side of 0 (for parity: entirely outside the margin).
 ``inconclusive``    anything else; the reason always says why (CI contains 0, too few seeds,
                     saturated, baseline degenerate, not comparable scales, undefined relative
@@ -50,6 +54,7 @@ from typing import Literal
 __all__ = [
     "DECIDED",
     "DEFAULT_TOLERANCE",
+    "DEFAULT_VALUE_TOLERANCE",
     "DIRECTIONS",
     "MIN_SEEDS",
     "SMOKE_BUDGET",
@@ -65,6 +70,8 @@ __all__ = [
     "judge_value",
     "orient",
     "precheck",
+    "size_band",
+    "value_margin",
     "value_verdict",
     "verdict",
 ]
@@ -88,6 +95,10 @@ MIN_SEEDS = 3
 # "reproduced" needs the CI inside [claimed / TOLERANCE, claimed * TOLERANCE]: a factor of 2
 # either way is as precise as a 3-10 seed proxy experiment can hope to pin a published effect.
 DEFAULT_TOLERANCE = 2.0
+# A value claim is reproduced by a CI within +-10% of the claimed value unless the claim
+# (value_tolerance) or the metric (suite/judge/metrics.py) says otherwise: a convention, as
+# tight as 3-10 proxy seeds can pin a published score.
+DEFAULT_VALUE_TOLERANCE = 0.10
 # Labels that state a conclusion (what --until-decided stops on, and calibration counts).
 DECIDED: tuple[str, ...] = ("reproduced", "direction-only", "weaker", "stronger", "contradicted")
 
@@ -192,6 +203,24 @@ def orient(
     return -ci_high, -ci_low, -claimed_effect
 
 
+def size_band(
+    claimed_effect: float, tolerance: float, log_scale: bool = False
+) -> tuple[float, float]:
+    """The band of effects that count as the claimed size, in the claim's raw units, sorted.
+
+    Symmetric around the claim: claimed x [1 / tolerance, 2 - 1 / tolerance] (tolerance 2:
+    half to one and a half times the claim), on the log ratio log(1 + effect) for relative
+    effects, so "2x higher" (+100%) and "2x lower" (-50%) get mirror-image bands ([+41%, +183%]
+    and [-29%, -65%]). A band symmetric around the claim on the scale the interval is symmetric
+    on does not favour estimates above the claim, as [claim / 2, claim * 2] did (issue 22).
+    """
+    size = math.log1p(claimed_effect) if log_scale else claimed_effect
+    ends = (size / tolerance, size * (2.0 - 1.0 / tolerance))
+    if log_scale:
+        ends = tuple(math.expm1(x) for x in ends)
+    return min(ends), max(ends)
+
+
 def verdict(
     effect_ci_low: float,
     effect_ci_high: float,
@@ -200,16 +229,17 @@ def verdict(
     budget: str,
     n: int,
     tolerance: float = DEFAULT_TOLERANCE,
+    log_scale: bool = False,
 ) -> str:
     """Label a claimed non-zero effect of A over B given the CI of the measured effect.
 
-    Rules, in order (all comparisons inclusive at the claimed value, strict at 0):
+    Rules, in order, with the band of :func:`size_band` (comparisons strict at 0):
       :func:`precheck` (not-run, smoke-only, fewer than MIN_SEEDS seeds);
       CI contains 0 -> "inconclusive";
       CI entirely on the other side of 0 from the claim -> "contradicted";
-      otherwise (same side) CI entirely smaller in magnitude than the claim -> "weaker", entirely
-      larger -> "stronger"; CI within [claim / tolerance, claim * tolerance] -> "reproduced";
-      else (it contains the claim but is too wide) -> "direction-only".
+      otherwise (same side) CI entirely below the band -> "weaker", entirely above -> "stronger";
+      CI inside the band -> "reproduced" (pinned to the claimed size);
+      else (it overlaps the band without lying inside it) -> "direction-only".
 
     Args:
       effect_ci_low, effect_ci_high: CI of the measured effect, in the claim's units (see the
@@ -217,7 +247,8 @@ def verdict(
       claimed_effect: the claimed effect, non-zero (use :func:`equivalence_verdict` for 0).
       budget: budget name; "smoke" short-circuits.
       n: seeds per arm behind the CI.
-      tolerance: factor > 1 of the band around the claimed size that counts as reproduced.
+      tolerance: factor > 1 that sets the band's width (:func:`size_band`).
+      log_scale: a relative effect (A / B - 1), judged on log(1 + effect).
 
     Returns:
       One of :data:`VERDICTS`.
@@ -231,19 +262,22 @@ def verdict(
     early = _precheck(effect_ci_low, effect_ci_high, budget, n)
     if early is not None:
         return early
+    # The band and the CI on one scale; a relative CI reaches -100% at most (log -inf).
+    to = (lambda x: math.log1p(x) if x > -1 else -math.inf) if log_scale else (lambda x: x)
+    band = sorted(to(x) for x in size_band(claimed_effect, tolerance, log_scale))
     # Align with the claim: s * effect > 0 means "in the claimed direction".
     s = 1.0 if claimed_effect > 0 else -1.0
-    low, high = sorted((s * effect_ci_low, s * effect_ci_high))
-    size = abs(claimed_effect)
+    low, high = sorted((s * to(effect_ci_low), s * to(effect_ci_high)))
+    lower, upper = sorted((s * band[0], s * band[1]))
     if low <= 0.0 <= high:
         return "inconclusive"
     if high < 0.0:
         return "contradicted"
-    if high < size:
+    if high < lower:
         return "weaker"
-    if low > size:
+    if low > upper:
         return "stronger"
-    if size / tolerance <= low and high <= size * tolerance:
+    if lower <= low and high <= upper:
         return "reproduced"
     return "direction-only"
 
@@ -281,31 +315,46 @@ def value_verdict(
     budget: str,
     n: int,
     direction: Direction = "higher",
+    margin: float | None = None,
 ) -> str:
-    """Label a claimed absolute value of arm A's metric ("IS 7.8") given the CI of that metric.
+    """Label a claimed absolute value of arm A's metric ("IS 7.8") as an equivalence.
 
-    "reproduced" if the CI contains the value; a CI entirely below it is "weaker" when higher is
-    better and "stronger" when lower is better (and vice versa for entirely above);
-    smoke-only / not-run / too few seeds as in :func:`verdict`.
+    Pass the (1 - 2 alpha) CI of arm A's mean (TOST, as for parity). "reproduced" only if it
+    lies within ``claimed_value +- margin``; a CI entirely below that band is "weaker" when
+    higher is better and "stronger" when lower is better (and vice versa above it); anything
+    else is "inconclusive": a CI wide enough to contain the value says nothing about it (issue
+    22: IS [2.0, 5.0, 9.5] no longer reproduces a claimed 7.8). smoke-only / not-run / too few
+    seeds as in :func:`verdict`.
 
     Args:
-      ci_low, ci_high: CI of arm A's metric.
+      ci_low, ci_high: (1 - 2 alpha) CI of arm A's metric.
       claimed_value: the claimed value, finite.
       budget: budget name.
       n: seeds of arm A behind the CI.
       direction: "higher" or "lower" is better for the metric.
+      margin: the tolerance around the value, > 0, in the metric's units (default: 10% of it).
     """
     _check_direction(direction)
     if not math.isfinite(claimed_value):
         raise ValueError(f"claimed value must be finite, got {claimed_value}")
+    margin = value_margin(claimed_value) if margin is None else margin
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"value margin must be finite and > 0, got {margin}")
     early = _precheck(ci_low, ci_high, budget, n)
     if early is not None:
         return early
-    if ci_high < claimed_value:
+    if ci_high < claimed_value - margin:
         return "weaker" if direction == "higher" else "stronger"
-    if ci_low > claimed_value:
+    if ci_low > claimed_value + margin:
         return "stronger" if direction == "higher" else "weaker"
-    return "reproduced"
+    if claimed_value - margin <= ci_low and ci_high <= claimed_value + margin:
+        return "reproduced"
+    return "inconclusive"
+
+
+def value_margin(claimed_value: float, tolerance: float = DEFAULT_VALUE_TOLERANCE) -> float:
+    """The margin around a claimed value: ``tolerance`` (a fraction) of its magnitude."""
+    return abs(claimed_value) * tolerance if claimed_value else tolerance
 
 
 def direction_verdict(
@@ -348,28 +397,33 @@ def judge_effect(
 ) -> Verdict:
     """:func:`verdict` plus a sentence, e.g. "inconclusive at quick budget, n=5 seeds per arm:
     95% CI [-3.1, 12] contains 0". Values are quoted in the units given (``percent``: a
-    relative effect, quoted as percentages); the CI's level is the ``confidence`` given."""
+    relative effect, quoted as percentages and judged on the log ratio); the CI's level is the
+    ``confidence`` given."""
     early = precheck(budget, n)
     if early is not None:
         return early
-    label = verdict(ci_low, ci_high, claimed_effect, budget=budget, n=n, tolerance=tolerance)
+    label = verdict(
+        ci_low, ci_high, claimed_effect, budget=budget, n=n, tolerance=tolerance, log_scale=percent
+    )
     fmt = _pct if percent else _fmt
     ci = _ci_text(ci_low, ci_high, confidence, fmt)
     claim = f"the claimed effect {fmt(claimed_effect)}"
-    band = sorted((claimed_effect / tolerance, claimed_effect * tolerance))
+    low, high = size_band(claimed_effect, tolerance, percent)
+    band = f"the band [{fmt(low)}, {fmt(high)}] around {claim}"
+    contains = min(ci_low, ci_high) <= claimed_effect <= max(ci_low, ci_high)
     reason = {
-        "reproduced": f"{ci} excludes 0 and lies within [{fmt(band[0])}, {fmt(band[1])}] "
-        f"({claim} within a factor {_fmt(tolerance)})",
-        "direction-only": f"direction reproduced, size undetermined: {ci} excludes 0 and "
-        f"contains {claim} but is not within [{fmt(band[0])}, {fmt(band[1])}] "
-        f"(a factor {_fmt(tolerance)})",
-        "weaker": f"{ci} excludes 0 but is entirely smaller than {claim}",
-        "stronger": f"{ci} excludes 0 and is entirely larger than {claim}",
+        "reproduced": f"{ci} excludes 0 and lies within {band}: pinned to the claimed size",
+        "direction-only": f"direction reproduced, consistent with the claimed size but not "
+        f"pinned to it: {ci} excludes 0 and "
+        + ("contains the claim" if contains else "overlaps the band")
+        + f" but does not lie within {band}",
+        "weaker": f"{ci} excludes 0 but lies entirely below {band}",
+        "stronger": f"{ci} excludes 0 and lies entirely above {band}",
         "contradicted": f"{ci} lies entirely on the opposite side of 0 from {claim}",
     }
     if label == "inconclusive":
         reason_text = f"{ci} contains 0"
-        if not min(ci_low, ci_high) <= claimed_effect <= max(ci_low, ci_high):
+        if not contains:
             # CLAIMS.md: "inconclusive" proper is a CI covering both 0 and the claimed effect;
             # one that excludes the claimed size says more, so the sentence says it.
             reason_text += (
@@ -417,20 +471,29 @@ def judge_value(
     budget: str,
     n: int,
     direction: Direction = "higher",
-    confidence: float = 0.95,
+    confidence: float = 0.90,
+    margin: float | None = None,
 ) -> Verdict:
-    """:func:`value_verdict` plus a one-sentence reason."""
+    """:func:`value_verdict` plus a one-sentence reason; ``confidence`` is the level of the CI
+    given (1 - 2 alpha, as for parity)."""
     early = precheck(budget, n, "seeds")
     if early is not None:
         return early
-    label = value_verdict(ci_low, ci_high, claimed_value, budget, n, direction)
+    margin = value_margin(claimed_value) if margin is None else margin
+    label = value_verdict(ci_low, ci_high, claimed_value, budget, n, direction, margin)
     ci = _ci_text(ci_low, ci_high, confidence)
-    value = f"the claimed value {_fmt(claimed_value)} ({direction} is better)"
+    band = (
+        f"[{_fmt(claimed_value - margin)}, {_fmt(claimed_value + margin)}], the claimed value "
+        f"{_fmt(claimed_value)} +- {_fmt(margin)} ({direction} is better)"
+    )
+    tost = f" (TOST at alpha {_fmt((1 - confidence) / 2)})"
     if label in ("weaker", "stronger"):
         side = "below" if ci_high < claimed_value else "above"
-        reason_text = f"{ci} lies entirely {side} {value}"
+        reason_text = f"{ci} lies entirely {side} {band}"
+    elif label == "reproduced":
+        reason_text = f"{ci} lies within {band}{tost}"
     else:
-        reason_text = f"{ci} contains {value}"
+        reason_text = f"{ci} is too wide to place it within or outside {band}"
     return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds')}: {reason_text}")
 
 
