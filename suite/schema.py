@@ -23,7 +23,31 @@ class _Loader(yaml.SafeLoader):
 
     YAML 1.1 (PyYAML) requires a dot in floats, so ``3e-4`` would arrive as the string '3e-4'
     (the rl-baselines3-zoo pitfall); this resolver is the usual fix.
+
+    Keys of a mapping must be distinct: PyYAML keeps the last of two equal keys without a word
+    (two ``adam:`` arms would silently become one), so a second one is a ConfigError naming the
+    key and both lines.
     """
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with `<<` may be overridden: that is what it is for
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                earlier = first_line.get(key)
+                first_line.setdefault(key, line)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader's own error names it
+            if earlier is not None:
+                raise ConfigError(
+                    f"duplicate key {key!r} (first at line {earlier}): the second would "
+                    "silently replace the first",
+                    key=f"line {line}",
+                )
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -78,6 +102,9 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
         raise ConfigError(f"malformed YAML: {problem}", key=where, file=file) from None
     except RecursionError:
         raise ConfigError("malformed YAML: nested too deeply", file=file) from None
+    except ConfigError as error:  # a duplicate key (_Loader.construct_mapping)
+        error.file = file
+        raise
     try:
         _check_shape(data)
     except ConfigError as error:
