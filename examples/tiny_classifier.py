@@ -37,6 +37,10 @@ def roles(config: Config) -> tuple[str, ...]:
     return ("body", "head")
 
 
+def recorded_metrics(config: Config) -> tuple[str, ...]:  # optional: names checked at load
+    return ("train/accuracy", "train/loss_final")
+
+
 def train(config: Config, specs, ctx: RunContext):
     torch.manual_seed(ctx.seed)  # the same data and initial weights for every arm of a seed
     x = torch.randn(config.samples, 2)

@@ -80,6 +80,10 @@ class Experiment:
     """arm -> its Config, for arms with their own ``task:`` (merged over ``task``)."""
     task_overrides: list[str] = field(default_factory=list)
     """the ``--set task.*`` assignments, which change the budget tier's settings"""
+    variant: list[str] = field(default_factory=list)
+    """how the command line changed the file's documented configuration (``--seeds 2``,
+    ``--set arms.sgd.model.lr=1000``; speed settings left out): empty for the documented one,
+    whose report (``report.*``) nothing else may overwrite"""
 
     @property
     def budget_label(self) -> str:
@@ -364,6 +368,7 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
     _drop_stale_kwargs(raw, [o for o in overrides if o not in task_overrides])
     _expand_spec_references(raw)
     _check_top_level(raw)
+    _smoke_trials(raw, budget, overrides)
     module = trainer_module(raw["trainer"])
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}", key="--budget", choices=list(BUDGETS))
@@ -408,6 +413,10 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
         arm_tasks = {a: t for a, t in arm_tasks.items() if a in resolved_arms}
     metrics = coerce(raw.get("metrics", []), list[str], "metrics")
     claims = validate_claims(raw.get("claims"), file_arms, metrics)
+    declared = getattr(module, "recorded_metrics", None)
+    if callable(declared):  # the trainer says what it records: check the names now
+        recorded = {m for config in [task, *arm_tasks.values()] for m in declared(config)}
+        check_recorded(metrics, claims, recorded, raw["trainer"])
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("expected a string", key="description")
@@ -425,8 +434,51 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
         raw=raw,
         arm_tasks=arm_tasks,
         task_overrides=[o.strip() for o in task_overrides if not _speed_only(o)],
+        variant=_variant(overrides, seeds, seed_setting),
     )
     return experiment
+
+
+def _variant(overrides: list[str], seeds: int | None, file_seeds: Any) -> list[str]:
+    """The changes the command line made to the file's configuration, as options: every
+    ``--set`` but a speed setting, and ``--seeds N`` where it differs from the file's seeds."""
+    changed = [f"--set {o.strip()}" for o in overrides if not _speed_only(o)]
+    if seeds is not None and list(range(seeds)) != _resolve_seeds(file_seeds, "seeds"):
+        changed.append(f"--seeds {seeds}")
+    return changed
+
+
+def _smoke_trials(raw: dict[str, Any], budget: str, overrides) -> None:
+    """At the smoke budget the tuning trials run at smoke too: a smoke run checks the wiring in
+    seconds, and trials at the file's tier (quick: minutes each) would make ``--budget smoke
+    --tuned`` take longer than the documented run. ``--set tuning.budget=...`` still decides."""
+    tuning = raw.get("tuning")
+    chosen = any(o.partition("=")[0].strip() in ("tuning", "tuning.budget") for o in overrides)
+    if budget == "smoke" and isinstance(tuning, dict) and not chosen:
+        tuning["budget"] = "smoke"
+
+
+def required_metrics(metrics: list[str], claims: list[Any]) -> dict[str, str]:
+    """metric -> the key that names it: the file's ``metrics``, then the claims' metrics."""
+    keys = {name: f"metrics[{i}]" for i, name in enumerate(metrics)}
+    for i, claim in enumerate(claims):
+        keys.setdefault(claim.metric, f"claims[{i}].metric")
+    return keys
+
+
+def check_recorded(metrics: list[str], claims: list[Any], recorded, trainer: str) -> None:
+    """Every metric the file or a claim names must be one the trainer records: a name it never
+    records would leave every cell empty and every claim "not run" without a word.
+
+    :param recorded: the metric names the trainer declares, or that a finished run recorded.
+    """
+    for name, key in required_metrics(metrics, claims).items():
+        if name not in recorded:
+            raise ConfigError(
+                f"metric {name!r} is not recorded by trainer {trainer}",
+                key=key,
+                choices=sorted(recorded),
+            )
 
 
 def expand(experiment: Experiment) -> list[RunSpec]:

@@ -126,7 +126,8 @@ def test_set_task_changes_trials_and_evaluations_and_tuning_task_only_trials():
 def test_a_plain_run_with_set_is_not_held_to_the_trials_tier():
     # A smoke run's 300 steps are fine for the smoke budget; at the quick tier the trials run at,
     # they end before the first update. Only --tuned runs trials, so only it refuses them.
-    experiment = load_experiment("quickstart", "smoke", ["task.total_timesteps=300"])
+    sets = ["task.total_timesteps=300", "tuning.budget=quick"]  # smoke trials run at smoke
+    experiment = load_experiment("quickstart", "smoke", sets)
     tuning.check_tuning(experiment)
     with pytest.raises(ConfigError) as error:
         tuning.check_tuned(experiment)

@@ -8,8 +8,8 @@
     report.json          the data both are made from (what ``--json`` prints)
     report_files/*.png   learning curves: per arm, the mean over seeds with a 95% CI band
 
-(``report-set-HASH.*`` and ``report-set-HASH_files/`` for a run at settings changed by ``--set
-task.*``: ``report_stem``.)
+(``report-set-HASH.*`` and ``report-set-HASH_files/`` for a run whose arms, seeds or settings
+differ from the file's, by ``--set`` or ``--seeds``: ``report_stem``.)
 
 and prints the per-arm table and one line per claim. ``report --all`` does this for every
 experiment and budget with results, and writes ``results/index.md`` / ``index.html`` listing
@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import re
+import shlex
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -212,12 +213,14 @@ def reproduction_card(experiment, results: list[Result]) -> dict[str, Any]:
             if value not in settings[key]:
                 settings[key].append(value)
     seeds = sorted({r.seed for r in results})
-    target = experiment.name if experiment.path.parent.name == "configs" else str(experiment.path)
+    changes = command_changes(experiment)
     seed_arg = (
-        f" --seeds {len(seeds)}" if seeds and seeds == list(range(len(seeds))) else ""
+        f" --seeds {len(seeds)}"
+        if seeds and seeds == list(range(len(seeds))) and not any("--seeds" in c for c in changes)
+        else ""
     )  # a seed list that is not 0..N-1 comes from the file
     return {
-        "command": f"python -m suite run {target} --budget {experiment.budget}{seed_arg}",
+        "command": reproduce_command(experiment) + seed_arg,
         "git_commit": commits,
         "packages": {k: v[0] if len(v) == 1 else v for k, v in packages.items()},
         "hardware": hardware,
@@ -231,6 +234,17 @@ def reproduction_card(experiment, results: list[Result]) -> dict[str, Any]:
             for arm, specs in experiment.arms.items()
         },
     }
+
+
+def reproduce_command(experiment) -> str:
+    """The command that runs this configuration: the file, the budget and every change the
+    command line made (``--set`` and ``--seeds``), each quoted for a POSIX shell."""
+    target = experiment.name if experiment.path.parent.name == "configs" else str(experiment.path)
+    words = ["python", "-m", "suite", "run", target, "--budget", experiment.budget]
+    for change in command_changes(experiment):
+        option, _, value = change.partition(" ")
+        words += [option, value]
+    return shlex.join(words)
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,8 +422,13 @@ def report_dir(experiment, store) -> Path:
     return Path(store.root) / experiment.name / experiment.budget
 
 
-def summary_data(experiment, store, results: list[Result] | None = None) -> dict[str, Any]:
-    """Everything a report shows, as plain data (strict JSON: NaN as null)."""
+def summary_data(
+    experiment, store, results: list[Result] | None = None, reference: str | None = None
+) -> dict[str, Any]:
+    """Everything a report shows, as plain data (strict JSON: NaN as null).
+
+    :param reference: the arm every other arm is compared against (default: the best arm).
+    """
     if results is None:
         results = select_results(experiment, store)
     design = sequential_design(experiment, store, results) if store is not None else None
@@ -419,12 +438,15 @@ def summary_data(experiment, store, results: list[Result] | None = None) -> dict
             "experiment": experiment.name,
             "budget": experiment.budget,
             "task_overrides": experiment.task_overrides,
+            "changes": command_changes(experiment),
             "description": experiment.description,
             "seeds": sorted({r.seed for r in results}) or experiment.seeds,
             "metrics": experiment.metrics,
             "return_threshold": getattr(experiment.task, "return_threshold", None),
             "arms": arms,
             "claims": claims_data(experiment, results, design),
+            # Who won and by how much, as the terminal says it: in the files too (issue 26).
+            "comparison": comparison(experiment, results, reference),
             "sequential": design,
             "diverged_note": render.DIVERGED_NOTE,
             "reproduction": reproduction_card(experiment, results),
@@ -432,21 +454,34 @@ def summary_data(experiment, store, results: list[Result] | None = None) -> dict
     )
 
 
+def command_changes(experiment) -> list[str]:
+    """How the command line changed the file's documented configuration, as the options that
+    did it (``--set task.total_timesteps=1200``, ``--set arms.sgd.q.lr=1000``, ``--seeds 2``)."""
+    task = [f"--set {o}" for o in experiment.task_overrides]
+    return list(dict.fromkeys([*task, *experiment.variant]))
+
+
 def report_stem(experiment) -> str:
-    """``report`` at the documented budget; ``report-set-HASH`` at settings changed by ``--set
-    task.*``, so such a run never overwrites the documented budget's report (HASH: the first 8
-    hex digits of the sha256 of the sorted assignments)."""
-    if not experiment.task_overrides:
+    """``report`` for the file's documented configuration; ``report-set-HASH`` for any other
+    (arms, seeds or settings changed by ``--set`` or ``--seeds``), so exploring never overwrites
+    the documented report (HASH: the first 8 hex digits of the sha256 of the sorted changes)."""
+    changes = command_changes(experiment)
+    if not changes:
         return "report"
-    text = "\n".join(sorted(experiment.task_overrides))
+    text = "\n".join(sorted(changes))
     return f"report-set-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
-def write_report(experiment, store) -> tuple[dict[str, Any], dict[str, Path]]:
+def write_report(
+    experiment, store, reference: str | None = None
+) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write report.md, report.html, report.json and the PNGs (``report_stem``: other names at
-    settings changed by --set); return the data and the paths."""
+    settings changed by --set); return the data and the paths.
+
+    :param reference: the arm the comparison is against (default: the best arm).
+    """
     results = select_results(experiment, store)
-    data = summary_data(experiment, store, results)
+    data = summary_data(experiment, store, results, reference)
     directory = report_dir(experiment, store)
     directory.mkdir(parents=True, exist_ok=True)
     arms = list(experiment.arms)
@@ -482,9 +517,8 @@ def print_summary(
 
     :param notes: arm -> what ``--set`` changed in it, shown beside the arm's name.
     """
-    data = data or summary_data(experiment, store)
-    compared = comparison(experiment, select_results(experiment, store), reference)
-    print("\n".join(render.summary_lines(data, compared, notes, paths)))
+    data = data or summary_data(experiment, store, reference=reference)
+    print("\n".join(render.summary_lines(data, data["comparison"], notes, paths)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,7 +598,8 @@ def compare_arms(
 def comparison(experiment, results: list[Result], reference: str | None = None) -> list[dict]:
     """Per comparison metric: the best arm (or ``reference``) and every other arm against it.
 
-    :returns: [{metric, direction, reference, best, means: {arm: mean}, rows: [{arm, ...}]}].
+    :returns: [{metric, direction, reference, best, means: {arm: mean}, rows: [{arm, ...}],
+        winner}].
     """
     out = []
     for metric in comparison_metrics(experiment):
@@ -581,16 +616,17 @@ def comparison(experiment, results: list[Result], reference: str | None = None) 
             for arm in experiment.arms
             if arm != base and values[arm]
         ]
-        out.append(
-            {
-                "metric": metric,
-                "direction": direction,
-                "reference": base,
-                "best": best,
-                "means": means,
-                "rows": rows,
-            }
-        )
+        entry = {
+            "metric": metric,
+            "direction": direction,
+            "reference": base,
+            "best": best,
+            "means": means,
+            "rows": rows,
+        }
+        # The winner line, as the terminal prints it (none against a chosen reference arm).
+        entry["winner"] = render.winner_line(entry) if rows and base == best else None
+        out.append(entry)
     return out
 
 

@@ -144,7 +144,12 @@ def _arm_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _title(data: dict[str, Any]) -> str:
-    changed = " changed by --set" if data.get("task_overrides") else ""
+    if data.get("task_overrides"):
+        changed = " changed by --set"
+    elif data.get("changes"):
+        changed = ", not the file's configuration"
+    else:
+        changed = ""
     return f"{data['experiment']} [{data['budget']} budget{changed}]"
 
 
@@ -156,6 +161,11 @@ def _budget_warning(data: dict[str, Any]) -> str | None:
             f"settings changed from the file's {data['budget']} budget by --set "
             f"{', '.join(data['task_overrides'])}: the verdicts are at these settings, not at the "
             f"documented {data['budget']} budget."
+        )
+    if data.get("changes"):
+        return (
+            f"not the file's documented configuration ({', '.join(data['changes'])}): this "
+            "report is written beside the documented report, which it leaves as it was."
         )
     return None
 
@@ -190,53 +200,105 @@ def _signed(x: float, integer: bool) -> str:
     return f"{x:+.0f}" if integer or 1e4 <= abs(x) < 1e12 else f"{x:+.4g}"
 
 
+def _finite(x: float | None) -> bool:
+    """A number to show: the report's JSON holds NaN (no interval below 2 seeds) as null."""
+    return x is not None and math.isfinite(x)
+
+
+def comparison_parts(c: dict) -> tuple[str, list[str], str | None]:
+    """One metric's comparison (build.comparison) as text: the heading, one line per other
+    arm, and the winner line (None when the arms are compared against a chosen reference)."""
+    metric, base = c["metric"], c["reference"]
+    integer = metric.endswith("steps_to_threshold")
+    named = "reference" if base != c["best"] else "best"
+    head = (
+        f"comparison on {metric} ({c['direction']} is better): {named}: {base}, "
+        f"mean {_num(c['means'][base])}"
+    )
+    rows = []
+    for row in c["rows"]:
+        arm, n = row["arm"], row["n"]
+        if not _finite(row["ci_low"]):
+            verdict = f"not distinguishable at n = {n} (an interval needs 2 seeds)"
+        elif row["distinguishable"]:
+            better = row["difference"] > 0 if c["direction"] == "higher" else row["difference"] < 0
+            verdict = f"{arm if better else base} better"
+        else:
+            verdict = f"not distinguishable at n = {n}"
+        ci = (
+            f" (95% CI {_signed(row['ci_low'], integer)} to {_signed(row['ci_high'], integer)}"
+            f", {'paired' if row['paired'] else 'unpaired'})"
+            if _finite(row["ci_low"])
+            else ""
+        )
+        p_better = f"{row['p_better']:.2f}" if _finite(row["p_better"]) else "-"
+        rows.append(
+            f"{arm} - {base}: {_signed(row['difference'], integer)}{ci}, "
+            f"P({arm} better) = {p_better}: {verdict}"
+        )
+    winner = winner_line(c) if c["rows"] and base == c["best"] else None
+    return head, rows, winner
+
+
 def comparison_lines(compared: list[dict]) -> list[str]:
     """The comparison as text: the winner, then one line per other arm."""
     lines = []
     for c in compared:
-        metric, base = c["metric"], c["reference"]
-        integer = metric.endswith("steps_to_threshold")
-        named = "reference" if base != c["best"] else "best"
-        lines.append(
-            f"comparison on {metric} ({c['direction']} is better): {named}: {base}, "
-            f"mean {_num(c['means'][base])}"
-        )
-        for row in c["rows"]:
-            arm, n = row["arm"], row["n"]
-            if not math.isfinite(row["ci_low"]):
-                verdict = f"not distinguishable at n = {n} (an interval needs 2 seeds)"
-            elif row["distinguishable"]:
-                better = (
-                    row["difference"] > 0 if c["direction"] == "higher" else row["difference"] < 0
-                )
-                verdict = f"{arm if better else base} better"
-            else:
-                verdict = f"not distinguishable at n = {n}"
-            ci = (
-                f" (95% CI {_signed(row['ci_low'], integer)} to {_signed(row['ci_high'], integer)}"
-                f", {'paired' if row['paired'] else 'unpaired'})"
-                if math.isfinite(row["ci_low"])
-                else ""
-            )
-            lines.append(
-                f"  {arm} - {base}: {_signed(row['difference'], integer)}{ci}, "
-                f"P({arm} better) = {row['p_better']:.2f}: {verdict}"
-            )
-        if c["rows"] and base == c["best"]:
-            lines.append(_winner_line(c))
+        head, rows, winner = comparison_parts(c)
+        lines += [head, *(f"  {row}" for row in rows)]
+        if winner:
+            lines.append(f"  {winner}")
     return lines
 
 
-def _winner_line(c: dict) -> str:
+COMPARISON_NOTE = (
+    "Each arm against the best arm (or the chosen reference) on the claims' metrics and the "
+    "experiment's first metric: mean(arm) - mean(best) with a 95% Student-t interval (paired "
+    "over shared seeds, Welch's otherwise). Not distinguishable means the interval contains "
+    "0: add seeds before reading a winner into it. P(A better) is the chance that a random seed "
+    "of A beats a random seed of the other arm."
+)
+
+
+def winner_line(c: dict) -> str:
+    """Who won on one metric's comparison, or that no arm is distinguishable."""
     beaten = [r for r in c["rows"] if r["distinguishable"]]
     best = c["best"]
     if len(beaten) == len(c["rows"]):
-        return f"  winner on {c['metric']}: {best}, ahead of every other arm"
+        return f"winner on {c['metric']}: {best}, ahead of every other arm"
     if beaten:
         others = ", ".join(r["arm"] for r in c["rows"] if not r["distinguishable"])
-        return f"  winner on {c['metric']}: none; {best} leads, not distinguishable from {others}"
+        return f"winner on {c['metric']}: none; {best} leads, not distinguishable from {others}"
     n = min(r["n"] for r in c["rows"])
-    return f"  winner on {c['metric']}: none; no arm is distinguishable from {best} at n = {n}"
+    return f"winner on {c['metric']}: none; no arm is distinguishable from {best} at n = {n}"
+
+
+def _comparison_markdown(compared: list[dict]) -> list[str]:
+    lines = ["", "## Comparison between arms", "", COMPARISON_NOTE, ""]
+    if not compared:
+        return [*lines, "No arm has a finished run with these metrics: nothing to compare."]
+    for c in compared:
+        head, rows, winner = comparison_parts(c)
+        lines += [head, ""] + [f"- {_md_escape(row)}" for row in rows]
+        lines += [f"- **{_md_escape(winner)}**"] if winner else []
+        lines += [] if rows else ["- (one arm with runs: nothing to compare)"]
+        lines.append("")
+    return lines[:-1]
+
+
+def _comparison_html(compared: list[dict]) -> str:
+    parts = ['<section id="comparison"><h2>Comparison between arms</h2>']
+    parts.append(f"<p>{_e(COMPARISON_NOTE)}</p>")
+    if not compared:
+        parts.append("<p>No arm has a finished run with these metrics: nothing to compare.</p>")
+    for c in compared:
+        head, rows, winner = comparison_parts(c)
+        items = [f"<li>{_e(row)}</li>" for row in rows]
+        items += [f'<li class="winner"><strong>{_e(winner)}</strong></li>'] if winner else []
+        items += [] if rows else ["<li>(one arm with runs: nothing to compare)</li>"]
+        parts.append(f"<p>{_e(head)}</p><ul>{''.join(items)}</ul>")
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _md_escape(text: Any) -> str:
@@ -402,6 +464,7 @@ def render_markdown(data: dict[str, Any]) -> str:
             lines += [f"- **{label}:** {_md_escape(text)}" for label, text in _claim_details(c)]
     else:
         lines.append("No documented claims for this experiment.")
+    lines += _comparison_markdown(data.get("comparison") or [])
     lines += tuning.markdown(data)  # tuned at an equal budget (suite/report/tuning.py)
     lines += ["", "## Arms", "", data["diverged_note"], ""]
     lines += _md_table(*_arm_rows(data))
@@ -481,6 +544,7 @@ def render_html(data: dict[str, Any], directory: Path) -> str:
         parts.append("<p>No documented claims for this experiment.</p>")
     parts.append("</section>")
 
+    parts.append(_comparison_html(data.get("comparison") or []))
     parts += tuning.html_parts(data, directory)  # tuned at an equal budget
     parts.append(f'<section id="arms"><h2>Arms</h2><p>{_e(data["diverged_note"])}</p>')
     parts.append(_html_table(*_arm_rows(data)) + "</section>")

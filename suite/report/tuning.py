@@ -210,7 +210,7 @@ def _slug(text: str) -> str:
 
 
 def plot_sensitivity(data: dict[str, Any], plan, out_dir: Path) -> dict[str, str]:
-    """One PNG per searched arm: the selection metric (mean and 95% CI over tuning seeds)
+    """One PNG per searched arm: the selection metric (mean and range over tuning seeds)
     against each searched setting; bad trials as red crosses, the selected one as a star, the
     documented setting as a dashed line.
 
@@ -245,8 +245,7 @@ def _panel(axes, row: dict[str, Any], group: list[str], space, data: dict[str, A
     for s, xi in zip(scores, x, strict=True):
         y = s["mean"] if s["mean"] is not None else floor
         if s in good:
-            low = s["ci_low"] if s["ci_low"] is not None else y
-            high = s["ci_high"] if s["ci_high"] is not None else y
+            low, high = (y if v is None else v for v in seed_range(s))
             axes.errorbar(xi, y, yerr=[[y - low], [high - y]], fmt="o", color="C0", capsize=3)
         else:
             axes.plot(xi, y, "x", color="C3", markersize=9)
@@ -270,7 +269,7 @@ def _panel(axes, row: dict[str, Any], group: list[str], space, data: dict[str, A
     n_seeds = len(data["seeds"])
     axes.set_title(
         f"{row['arm']}: {len(scores)} trials x {n_seeds} tuning seeds\n"
-        f"mean, 95% CI; x: a seed diverged/failed/collapsed",
+        f"mean, range over seeds; x: a seed diverged/failed/collapsed",
         fontsize=9,
     )
     axes.grid(alpha=0.3)
@@ -364,14 +363,22 @@ def comparison_tables(t: dict[str, Any]) -> list[tuple[str, list[str], list[list
     return tables
 
 
+def seed_range(score: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The lowest and highest value over a trial's tuning seeds. Not a confidence interval:
+    with the 2 tuning seeds of a typical search, a percentile bootstrap of the mean is exactly
+    this range and covers the true mean far less often than its nominal 95%."""
+    values = score.get("values") or []
+    return (min(values), max(values)) if values else (None, None)
+
+
 def trial_rows(a: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["trial", "settings", "mean [95% CI] over tuning seeds", "bad seeds", "selected"]
+    header = ["trial", "settings", "mean [min, max] over tuning seeds", "bad seeds", "selected"]
     chosen = a["selected"]["name"] if a["selected"] else None
     rows = [
         [
             s["name"],
             _settings(s["settings"]),
-            f"{_num(s['mean'])} [{_num(s['ci_low'])}, {_num(s['ci_high'])}]",
+            f"{_num(s['mean'])} [{', '.join(_num(x) for x in seed_range(s))}]",
             str(s["n_bad"]) + (f" ({s['n_missing']} not run)" if s["n_missing"] else ""),
             "yes" if s["name"] == chosen else "",
         ]

@@ -247,6 +247,7 @@ def child_main(job: WorkerJob) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
     try:
         execute(job)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # done: a stop while exiting, no traceback
     except KeyboardInterrupt:
         os._exit(130)
     except ResultsError as error:

@@ -1,0 +1,218 @@
+"""A researcher's first hour, second round (issue 26), through the command line: reports that
+say who won, exploring that never overwrites the documented report, loud failures for metric
+names no run records, duplicate YAML keys, `report` where nothing ran, smoke tuning trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "tiny-classifier.yaml"
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def documented(tmp_path_factory):
+    """The example at its smoke budget as the file documents it (2 seeds per arm)."""
+    root = tmp_path_factory.mktemp("documented")
+    args = ["run", str(EXAMPLE), "--budget", "smoke", "--workers", "2", "--results", str(root)]
+    assert main(args) == 0
+    return root, root / "tiny-classifier" / "smoke"
+
+
+# --- 1: the report files say who won -------------------------------------------------------
+
+
+def test_report_files_carry_the_comparison_and_the_winner(documented):
+    _, directory = documented
+    data = json.loads((directory / "report.json").read_text())
+    (compared,) = data["comparison"]
+    assert compared["metric"] == "train/accuracy" and compared["best"] in ("adam", "sgd_body")
+    (row,) = compared["rows"]
+    assert row["n"] == 2 and row["paired"] and row["ci_low"] <= row["difference"] <= row["ci_high"]
+    winner = compared["winner"]
+    assert winner.startswith("winner on train/accuracy: ")
+    markdown = (directory / "report.md").read_text()
+    html = (directory / "report.html").read_text()
+    assert "## Comparison between arms" in markdown and 'id="comparison"' in html
+    assert f"**{winner}**" in markdown and winner in html
+    other = "sgd_body" if compared["best"] == "adam" else "adam"
+    assert f"- {other} - {compared['best']}: " in markdown
+
+
+def test_identical_arms_report_no_distinguishable_arm(tmp_path, capsys):
+    args = ["run", str(EXAMPLE), "--budget", "smoke", "--workers", "1", "--results", str(tmp_path)]
+    args += ["--set", "arms.sgd_body.body.optimizer=adam", "--set", "arms.sgd_body.body.lr=0.01"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    (markdown,) = (tmp_path / "tiny-classifier" / "smoke").glob("report-set-*.md")
+    line = "winner on train/accuracy: none; no arm is distinguishable from"
+    assert line in out and line in markdown.read_text()
+
+
+# --- 2: exploring writes its own report, with the command that reproduces it --------------
+
+
+def test_changed_arms_or_seeds_never_overwrite_the_documented_report(documented, capsys):
+    root, directory = documented
+    before = (directory / "report.md").read_bytes(), (directory / "report.json").read_bytes()
+    base = ["run", str(EXAMPLE), "--budget", "smoke", "--workers", "1", "--results", str(root)]
+    explorations = [
+        ["--arms", "sgd_body", "--set", "arms.sgd_body.body.lr=1000"],
+        ["--seeds", "1"],
+    ]
+    commands = []
+    for options in explorations:
+        code, out, err = run_cli([*base, *options], capsys)
+        assert code == 0, err
+        assert (directory / "report.md").read_bytes() == before[0]
+        (path,) = [line.split()[-1] for line in out.splitlines() if line.endswith(".json")]
+        data = json.loads(Path(path).read_text())
+        assert Path(path).name.startswith("report-set-") and Path(path).parent == directory
+        commands.append(data["reproduction"]["command"])
+        assert "not the file's configuration" in Path(path).with_suffix(".md").read_text()
+    assert commands[0] == (
+        f"python -m suite run {EXAMPLE} --budget smoke --set arms.sgd_body.body.lr=1000 --seeds 2"
+    )
+    assert commands[1] == f"python -m suite run {EXAMPLE} --budget smoke --seeds 1"
+    assert (directory / "report.md").read_bytes() == before[0]
+    assert (directory / "report.json").read_bytes() == before[1]
+    # The documented configuration, run again, writes the documented report.
+    assert run_cli(base, capsys)[0] == 0
+    data = json.loads((directory / "report.json").read_text())
+    assert data["changes"] == [] and data["reproduction"]["seeds"]["sgd_body"] == [0, 1]
+
+
+# --- 3: a metric no run records is an error naming the ones it does -------------------------
+
+
+def test_a_metric_the_trainer_does_not_declare_fails_at_validation(tmp_path, capsys):
+    args = ["run", str(EXAMPLE), "--budget", "smoke", "--results", str(tmp_path)]
+    code, out, err = run_cli([*args, "--set", "metrics=[train/acc]"], capsys)
+    assert code == 2 and out == ""
+    line = one_line_error(err)
+    assert "metrics[0]" in line and "'train/acc' is not recorded" in line
+    assert "did you mean 'train/accuracy'" in line and "train/loss_final" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_claim_metric_no_run_records_fails_at_the_end_of_the_first_run(tmp_path):
+    # The example trainer without its recorded_metrics declaration: known only once a run ends.
+    source = (ROOT / "examples" / "tiny_classifier.py").read_text()
+    start = source.index("def recorded_metrics")
+    end = source.index("def train(")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "__init__.py").write_text("")
+    (tmp_path / "mine" / "undeclared.py").write_text(source[:start] + source[end:])
+    claim = (
+        "claims:\n  - {id: c, statement: s, metric: train/loss, direction: lower, "
+        "arm: adam, baseline: sgd_body}\n"
+    )
+    text = EXAMPLE.read_text().replace("examples.tiny_classifier", "mine.undeclared")
+    text = text.replace("metrics: [train/accuracy, train/loss_final]", "metrics: []") + claim
+    experiment = tmp_path / "undeclared.yaml"
+    experiment.write_text(text)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "suite", "run", str(experiment), "--budget", "smoke"]
+    command += ["--workers", "1", "--results", str(results)]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert completed.returncode == 2, completed.stderr
+    line = one_line_error(completed.stderr)
+    assert "claims[0].metric" in line and "'train/loss' is not recorded" in line
+    assert "train/accuracy" in line and "did you mean 'train/loss_final'" in line
+    # It stopped after the first run instead of running the grid to its end.
+    assert len(list(results.rglob("result.json"))) < 4
+    assert not list(results.rglob("report*.md"))
+
+
+# --- 4: `report` where nothing ran ---------------------------------------------------------
+
+
+def test_report_at_a_budget_without_runs_names_the_budgets_that_have_them(documented, capsys):
+    root, _ = documented
+    before = files_under(root)
+    code, out, err = run_cli(["report", str(EXAMPLE), "--results", str(root)], capsys)
+    assert code == 2 and out == ""
+    line = one_line_error(err)
+    assert "no runs at the quick budget" in line and "runs at: smoke" in line
+    assert files_under(root) == before
+    code, _, err = run_cli(["report", "quickstart", "--results", str(root)], capsys)
+    assert code == 2 and "no budget of quickstart has runs" in one_line_error(err)
+    missing = root.parent / "never-ran"
+    code, _, err = run_cli(["report", "quickstart", "--results", str(missing)], capsys)
+    assert code == 2 and "no results directory" in one_line_error(err)
+    assert not missing.exists() and files_under(root) == before
+
+
+# --- 5: --budget smoke --tuned tunes at smoke ----------------------------------------------
+
+
+def test_smoke_tuning_trials_run_at_the_smoke_budget(capsys):
+    def tuned(*options: str) -> dict:
+        code, out, err = run_cli(["show", "quickstart", "--tuned", "--json", *options], capsys)
+        assert code == 0, err
+        return json.loads(out)["tuning"]
+
+    smoke = json.dumps(tuned("--budget", "smoke"))
+    assert '"budget": "smoke"' in smoke and '"budget": "quick"' not in smoke
+    chosen = json.dumps(tuned("--budget", "smoke", "--set", "tuning.budget=quick"))
+    assert '"budget": "quick"' in chosen
+    assert '"budget": "quick"' in json.dumps(tuned("--budget", "quick"))
+
+
+# --- 6: two equal keys in one mapping ------------------------------------------------------
+
+
+def test_a_duplicate_key_is_an_error_naming_the_key_and_line(tmp_path, capsys):
+    text = EXAMPLE.read_text()
+    arms = text.index("  sgd_body:")
+    duplicated = text[:arms] + "  adam:\n    body: {optimizer: sgd, lr: 0.1}\n" + text[arms:]
+    path = tmp_path / "twice.yaml"
+    path.write_text(duplicated)
+    line_number = duplicated[:arms].count("\n") + 1
+    code, out, err = run_cli(["show", str(path)], capsys)
+    assert code == 2 and out == ""
+    line = one_line_error(err)
+    assert f"line {line_number}: duplicate key 'adam'" in line and str(path) in line
+    code, _, err = run_cli(["show", "quickstart", "--set", "task={seed: 1, seed: 2}"], capsys)
+    assert code == 2 and "duplicate key 'seed'" in one_line_error(err)
+
+
+# --- 8: the trial tables do not call a 2-seed range a 95% CI --------------------------------
+
+
+def test_trial_tables_show_the_range_over_tuning_seeds():
+    from suite.report.tuning import trial_rows
+
+    score = {"name": "adam@t00", "settings": {"q.lr": 1e-3}, "values": [4.0, 10.0]}
+    score |= {"mean": 7.0, "ci_low": 4.0, "ci_high": 10.0, "n_bad": 0, "n_missing": 0}
+    header, rows = trial_rows({"selected": None, "scores": [score]})
+    assert "95% CI" not in " ".join(header) and "mean [min, max] over tuning seeds" in header
+    assert rows[0][2] == "7 [4, 10]"
