@@ -224,3 +224,27 @@ def test_no_interval_is_printed_beside_too_few_seeds():
     assert outcome.verdict == "inconclusive" and "2 seed(s) cannot support" in outcome.reason
     assert "95% CI" not in outcome.measured_text()
     assert outcome.to_dict()["ci_low"] is None
+
+
+def test_a_look_of_until_decided_judges_only_its_own_seeds(monkeypatch, tmp_path):
+    # Issue 22: after a plain 12-seed run, look 1 of --until-decided with 3 seeds judged all 12.
+    import suite.config
+    import suite.report.build
+    import suite.run.local
+    from suite.cli import _run_until_decided
+    from suite.config import load_experiment
+
+    experiment = load_experiment("synthetic-demo", "quick", ["seeds=[0,1,2]"])
+    stored = [result(arm, seed, 1.0 + seed) for arm in experiment.arms for seed in range(12)]
+    judged: list[set[int]] = []
+
+    def outcomes(batch, results, design):
+        judged.append({r.seed for r in results})
+        return []
+
+    monkeypatch.setattr(suite.run.local, "execute_grid", lambda *args: {"done": 6})
+    monkeypatch.setattr(suite.config, "select_results", lambda batch, store: stored)
+    monkeypatch.setattr(suite.report.build, "claim_outcomes", outcomes)
+    monkeypatch.setattr(suite.report.build, "write_sequential_design", lambda *args: None)
+    _run_until_decided(experiment, 9, store=None, settings=None)
+    assert judged == [{0, 1, 2}]
