@@ -284,15 +284,24 @@ def cmd_run(args) -> int:
     notes = arm_notes(args.overrides)
     for line in _override_lines(args.overrides):
         print(line, flush=True)
+    _check_recorded_results(experiment, store)  # runs finished earlier, before any new one
     if local and (args.until_decided or args.tuned or _unfinished(runs, store)):
         _start_process_server(runs, stack)
     if args.until_decided:
         counts = _run_until_decided(experiment, args.max_seeds, store, settings)
     elif args.tuned:
-        counts = run_tuned(experiment, store, settings, grid, lambda: make_display(notes=notes))
+        counts = run_tuned(
+            experiment,
+            store,
+            settings,
+            grid,
+            lambda: MetricCheck(make_display(notes=notes), experiment),
+        )
     else:
-        counts = grid.execute_grid(runs, store, settings, make_display(notes=notes))
+        display = MetricCheck(make_display(notes=notes), experiment)
+        counts = grid.execute_grid(runs, store, settings, display)
     print("runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    _check_recorded_results(experiment, store)
     if not args.no_report:
         # The report is written at every budget: a run ends with where to read what it found.
         # It covers every arm of the file: a run of some arms (--arms) adds to the experiment's
@@ -303,10 +312,49 @@ def cmd_run(args) -> int:
             experiment = load_experiment(
                 args.experiment, args.budget, args.overrides, args.seeds, None
             )
-        data, paths = write_report(experiment, store)
+        data, paths = write_report(experiment, store, args.reference)
         print_summary(experiment, store, data, args.reference, paths, notes)
         print_tuning(data)  # the tuned comparison, where the experiment has one
     return 0 if not counts.get("failed") else 1
+
+
+class MetricCheck:
+    """A display that checks the first run to finish: a metric the file or a claim names that
+    the run did not record stops the grid with one line naming the metrics it did record, as
+    validation does for a trainer that declares them (``recorded_metrics``). Without this the
+    grid would run to its end and report empty cells and "not run" claims, status 0."""
+
+    def __init__(self, display, experiment):
+        self.display, self.experiment, self.checked = display, experiment, False
+
+    def event(self, kind: str, run_id: str, payload: dict[str, Any]) -> None:
+        self.display.event(kind, run_id, payload)
+        if kind == "end" and payload.get("status") == "done" and not self.checked:
+            self.checked = True
+            _check_recorded(self.experiment, payload.get("metrics") or {})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.display, name)
+
+
+def _check_recorded(experiment, recorded) -> None:
+    from suite.config import check_recorded
+
+    try:
+        check_recorded(experiment.metrics, experiment.claims, set(recorded), experiment.trainer)
+    except ConfigError as error:
+        error.file = str(experiment.path)
+        error.message += " (finished runs are kept: fix the name and run again)"
+        raise
+
+
+def _check_recorded_results(experiment, store) -> None:
+    """The metric check (MetricCheck) on a run of this configuration that finished earlier."""
+    from suite.config import select_results
+
+    done = [r for r in select_results(experiment, store) if r.status == "done"]
+    if done:
+        _check_recorded(experiment, done[0].metrics)
 
 
 def _check_data_paths(task: Any, key: str = "task") -> None:
@@ -529,6 +577,8 @@ def cmd_report(args) -> int:
 
     if args.all == (args.experiment is not None):
         raise ConfigError("give an experiment or --all (not both)", key="report")
+    if not os.path.isdir(args.results):  # a report writes nothing where nothing has run
+        raise ConfigError(f"no results directory {args.results!r}: nothing has run there yet")
     store = Store(args.results)
     if args.all:
         entries, paths = write_all(store)
@@ -543,13 +593,34 @@ def cmd_report(args) -> int:
         return 0
     experiment = _load(args)
     _check_reference(experiment, args.reference)
-    data, paths = write_report(experiment, store)
+    _check_has_runs(experiment, store)
+    data, paths = write_report(experiment, store, args.reference)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     print_summary(experiment, store, data, args.reference, paths, arm_notes(args.overrides))
     print_tuning(data)
     return 0
+
+
+def _check_has_runs(experiment, store) -> None:
+    """A report of no runs is an error naming the budgets that have runs, not empty files."""
+    from suite.config import BUDGETS, select_results
+
+    name, budget = experiment.name, experiment.budget
+    if select_results(experiment, store):
+        return
+    here = store.rows(name, budget)
+    elsewhere = [b for b in BUDGETS if b != budget and store.rows(name, b)]
+    if here:
+        problem = f"none of the {len(here)} runs at the {budget} budget has these settings"
+    else:
+        problem = f"no runs at the {budget} budget in {store.root}"
+    if elsewhere:
+        hint = f"runs at: {', '.join(elsewhere)} (--budget {elsewhere[0]})"
+    else:
+        hint = f"no budget of {name} has runs there"
+    raise ConfigError(f"{problem}; {hint}; no report written", file=name)
 
 
 def cmd_records(args) -> int:
@@ -590,7 +661,6 @@ COMMANDS = {
     "records": cmd_records,
     "verdicts": cmd_verdicts,
 }
-
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
