@@ -13,16 +13,22 @@ Every run of the two arms is counted, and nothing vanishes (:mod:`suite.judge.ru
   is counted; a baseline degenerate in most seeds makes the effect "not interpretable".
 * ``diverged`` (or a NaN/inf metric): a failure, under the ``diverged`` policy: "floor" (the
   metric's floor, else the worst finite value seen), "rank" (ranked last, P(A > B)) or
-  "exclude". The verdict under the other of floor/rank is kept when they differ.
+  "exclude". The verdict under the other of floor/rank is kept when they differ. Under
+  "floor" the headline never rests on an imputed value (issue 22): direction and size claims
+  take the rank policy's verdict, parity and value claims need a declared floor and a finished
+  run in every arm.
 * censored (a ``*/steps_to_threshold`` whose ``*/reached_threshold`` is 0): it enters at the
   step budget it recorded, so the mean is a restricted mean (RMST); censoring limits which
   verdicts can stand.
 * ``failed`` (a crash: a bug, not a property of the optimizer) or ``done`` without the metric:
   left out and counted (``n_failed``, ``n_missing``).
 
-Intervals are Student-t (paired t when both arms have the same seeds, else Welch; a log-ratio t
-for relative effects; TOST's 1 - 2 alpha interval for parity), chosen by simulation because the
-percentile bootstrap does not hold its level at 3-10 seeds (suite/judge/stats.py). Every
+Intervals are Student-t (paired t when both arms have the same seeds, else Welch's standard
+error with Hsu's df; a t on the logs, i.e. a ratio of geometric means, for relative effects;
+TOST's 1 - 2 alpha interval for parity and for values), chosen by simulation because the
+percentile bootstrap does not hold its level at 3-10 seeds (suite/judge/stats.py,
+bench/verdict_calibration.py). :func:`evaluate_claims` labels several claims at the Holm
+level. Every
 outcome records the interval's method and the confidence actually used: with
 ``looks_planned = K`` (``run --until-decided``) each look is judged at 1 - alpha / K
 (Bonferroni over the planned looks), so stopping at the first decided look keeps the overall

@@ -23,7 +23,9 @@ finite value observed in either arm (said so in the outcome: it is an optimistic
 (ties among themselves), a rank-based effect that needs no floor; it can state a direction but
 not a size ("direction-only" at best) and cannot judge parity. ``exclude``: left out (counted);
 not recommended. When runs diverged, the outcome also carries the verdict under the other of
-floor/rank, and the report prints both when they differ.
+floor/rank, and the report prints both when they differ; under ``floor`` the headline is the
+rank policy's for direction and size claims, so that no headline rests on an imputed value
+(``suite.judge.evaluate``).
 
 Censored steps-to-threshold
 ---------------------------
