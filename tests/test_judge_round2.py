@@ -248,3 +248,12 @@ def test_a_look_of_until_decided_judges_only_its_own_seeds(monkeypatch, tmp_path
     monkeypatch.setattr(suite.report.build, "write_sequential_design", lambda *args: None)
     _run_until_decided(experiment, 9, store=None, settings=None)
     assert judged == [{0, 1, 2}]
+
+
+def test_the_value_check_names_the_level_of_its_interval():
+    rs = [result(arm, i, x) for arm in ("a", "b") for i, x in enumerate([7.9, 8.0, 8.1])]
+    for r in rs:
+        r.details["metric_scales"] = {"m": "s"}
+    c = claim(baseline="b", value=8.0, scale="s")
+    check = evaluate_claim(c, rs, "quick").value_check
+    assert check["verdict"] == "reproduced" and check["confidence"] == pytest.approx(0.90)

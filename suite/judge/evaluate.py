@@ -461,7 +461,7 @@ def _value_check(
         "ci_low": _nan_to_none(e.ci_low) if e else None,
         "ci_high": _nan_to_none(e.ci_high) if e else None,
         "method": e.method if e else "",
-        "confidence": level,
+        "confidence": e.confidence if e else level,
         "n": judged.sample.n,
         "verdict": judged.verdict.label,
         "reason": judged.verdict.text,
