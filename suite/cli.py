@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "what", choices=("experiments", "optimizers", "specs", "schedules", "runs", "claims")
     )
+    listing.add_argument(
+        "experiment",
+        nargs="?",
+        help="runs, claims: only this experiment's (a name, or the path of your own file)",
+    )
     listing.add_argument("--results", default="results", help="results directory (for runs)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -527,6 +532,8 @@ def until_decided(seeds: list[int], max_seeds: int, run_batch) -> list[int]:
 def cmd_list(args) -> int:
     from suite.report import listing
 
+    if args.experiment and args.what not in ("runs", "claims"):
+        raise ConfigError(f"list {args.what} takes no experiment", key=args.experiment)
     rows = listing.LISTINGS[args.what](args)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))

@@ -369,7 +369,11 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
     _expand_spec_references(raw)
     _check_top_level(raw)
     _smoke_trials(raw, budget, overrides)
-    module = trainer_module(raw["trainer"])
+    try:
+        module = trainer_module(raw["trainer"])
+    except ConfigError as error:
+        error.message += _import_hint(raw["trainer"], path)
+        raise
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}", key="--budget", choices=list(BUDGETS))
     budgets = raw["budgets"]
@@ -401,7 +405,12 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
     _check_arm_names(raw["arms"])
     arm_tasks = _resolve_arm_tasks(raw["arms"], budget_settings, task_overrides, module.Config)
     roles_of = {str(arm): tuple(module.roles(arm_tasks.get(str(arm), task))) for arm in raw["arms"]}
-    resolved_arms = _resolve_arms(raw["arms"], roles_of)
+    try:
+        resolved_arms = _resolve_arms(raw["arms"], roles_of)
+    except ConfigError as error:
+        if error.message.startswith("unknown role"):
+            error.message += _roles_hint(module, task, error.value or error._given())
+        raise
     file_arms = list(resolved_arms)  # claims may name arms that --arms leaves out
     if arm_names:
         unknown = [a for a in arm_names if a not in resolved_arms]
@@ -446,6 +455,48 @@ def _variant(overrides: list[str], seeds: int | None, file_seeds: Any) -> list[s
     if seeds is not None and list(range(seeds)) != _resolve_seeds(file_seeds, "seeds"):
         changed.append(f"--seeds {seeds}")
     return changed
+
+
+def _import_hint(trainer: Any, path: Path) -> str:
+    """Where Python looks for your own trainer module, and whether it lies beside the file."""
+    if not isinstance(trainer, str) or "." not in trainer or trainer in _builtin_trainers():
+        return ""
+    folder = path.resolve().parent
+    top = trainer.split(".")[0]
+    if (folder / top).is_dir() or (folder / f"{top}.py").is_file():
+        return (
+            f" ({top} is beside the experiment file: run from {folder}, or set PYTHONPATH={folder})"
+        )
+    return f" (your own trainer is imported from the directory you run in, {Path.cwd()}, or PYTHONPATH)"
+
+
+def _builtin_trainers() -> dict[str, str]:
+    from suite.trainers import TRAINERS
+
+    return TRAINERS
+
+
+def _roles_hint(module, task: Any, role: str | None) -> str:
+    """Which task setting gives a trainer the role an arm names: a trainer's roles may depend on
+    its task (PPO: ``policy``, or ``actor`` + ``critic`` with ``optimizer_roles: split``), so
+    each other choice of every Literal setting is tried."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(type(task))
+    for f in dataclasses.fields(task):
+        if typing.get_origin(hints.get(f.name)) is not typing.Literal:
+            continue
+        for choice in typing.get_args(hints[f.name]):
+            if choice == getattr(task, f.name):
+                continue
+            try:
+                roles = module.roles(dataclasses.replace(task, **{f.name: choice}))
+            except Exception:  # noqa: BLE001 - a combination the trainer rejects: no hint
+                continue
+            if role in roles:
+                return f"; with task.{f.name}: {choice} the roles are {', '.join(roles)}"
+    return ""
 
 
 def _smoke_trials(raw: dict[str, Any], budget: str, overrides) -> None:

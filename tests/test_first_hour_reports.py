@@ -216,3 +216,78 @@ def test_trial_tables_show_the_range_over_tuning_seeds():
     header, rows = trial_rows({"selected": None, "scores": [score]})
     assert "95% CI" not in " ".join(header) and "mean [min, max] over tuning seeds" in header
     assert rows[0][2] == "7 [4, 10]"
+
+
+# --- 9: your own trainer's import path; roles that depend on the task ------------------------
+
+
+def test_a_trainer_beside_the_file_gets_a_hint(tmp_path, capsys):
+    (tmp_path / "mytrainers").mkdir()
+    (tmp_path / "mytrainers" / "__init__.py").write_text("")
+    text = EXAMPLE.read_text().replace("examples.tiny_classifier", "mytrainers.tiny")
+    (tmp_path / "mine.yaml").write_text(text)
+    code, _, err = run_cli(["show", str(tmp_path / "mine.yaml")], capsys)
+    assert code == 2
+    line = one_line_error(err)
+    assert "No module named 'mytrainers'" in line
+    assert f"run from {tmp_path}, or set PYTHONPATH={tmp_path}" in line
+
+
+def test_ppo_roles_name_the_setting_that_splits_them(tmp_path, capsys):
+    path = tmp_path / "ppo.yaml"
+    path.write_text(
+        "trainer: ppo\ntask: {env_id: CartPole-v1}\nbudgets:\n  smoke: {total_timesteps: 512}\n"
+        "arms:\n  adam:\n    actor: {optimizer: adam, lr: 1.0e-3}\n"
+        "    critic: {optimizer: adam, lr: 1.0e-3}\n"
+    )
+    code, _, err = run_cli(["show", str(path), "--budget", "smoke"], capsys)
+    assert code == 2
+    line = one_line_error(err)
+    assert "unknown role 'actor'" in line and "valid: policy" in line
+    assert "with task.optimizer_roles: split the roles are actor, critic" in line
+
+
+# --- 11: list runs and claims of one experiment; a summary that fits the terminal ------------
+
+
+def test_list_runs_and_claims_of_one_experiment(documented, tmp_path, capsys):
+    root, _ = documented
+    args = ["list", "runs", "--json", "--results", str(root)]
+    for name in ("tiny-classifier", str(EXAMPLE)):
+        code, out, err = run_cli([*args[:2], name, *args[2:]], capsys)
+        assert code == 0, err
+        rows = json.loads(out)
+        assert len(rows) >= 4 and {r["experiment"] for r in rows} == {"tiny-classifier"}
+    code, _, err = run_cli([*args[:2], "tiny-clasifier", *args[2:]], capsys)
+    assert code == 2 and "did you mean 'tiny-classifier'" in one_line_error(err)
+    # A claim of your own file is listed when you name the file.
+    claim = (
+        "claims:\n  - {id: own-claim, statement: s, metric: train/accuracy, direction: higher, "
+        "arm: adam, baseline: sgd_body}\n"
+    )
+    path = tmp_path / "tiny-classifier.yaml"
+    path.write_text(EXAMPLE.read_text() + claim)
+    code, out, err = run_cli(
+        ["list", "claims", str(path), "--json", "--results", str(root)], capsys
+    )
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["claim"] == "own-claim" and row["budget"] == "smoke" and row["n"] == 2
+
+
+def test_the_closing_table_fits_the_terminal(documented):
+    from suite.report.render import summary_lines
+
+    _, directory = documented
+    data = json.loads((directory / "report.json").read_text())
+    data["metrics"] = ["train/accuracy", "train/loss_final", "train/accuracy"]  # a wider table
+    rows = ("arm ", "adam ", "sgd_body ")
+    wide = [line for line in summary_lines(data, data["comparison"]) if line.startswith(rows)]
+    assert len(wide) == 3 and max(len(line) for line in wide) > 100
+    lines = summary_lines(data, data["comparison"], width=80)
+    table = [line for line in lines if line.startswith(rows)]
+    assert all(len(line) <= 80 for line in table)
+    assert sum(line.startswith("arm ") for line in table) >= 2  # blocks of columns
+    cells = " ".join(table)
+    for cell in {c for line in wide[1:] for c in line.split("  ") if "n=2" in c}:
+        assert cell.strip() in cells  # no interval torn apart

@@ -12,6 +12,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from suite.errors import ConfigError
+
 
 def experiments(args) -> list[dict[str, Any]]:
     from suite.config import CONFIG_DIR, experiment_names, run_command
@@ -150,6 +152,13 @@ def runs(args) -> list[dict[str, Any]]:
 
     store = Store(args.results)
     keep = ("run_id", "experiment", "budget", "arm", "seed", "status")
+    given = getattr(args, "experiment", None)
+    # An experiment is named after its file: `list runs path/to/mine.yaml` lists mine's runs.
+    name = Path(given).stem if given and Path(given).suffix in (".yaml", ".yml") else given
+    rows = store.rows(name)
+    if name and not rows:
+        stored = sorted({row["experiment"] for row in store.rows()})
+        raise ConfigError(f"no runs of {name!r} in {store.root}", key="list runs", choices=stored)
     return [
         {
             **{k: row[k] for k in keep},
@@ -157,28 +166,38 @@ def runs(args) -> list[dict[str, Any]]:
             "spec": _run_spec_hash(Path(store.root), row["path"]),
             "path": row["path"],
         }
-        for row in store.rows()
+        for row in rows
     ]
 
 
 def claims(args) -> list[dict[str, Any]]:
-    """Every claim in configs/ with its experiment and latest verdict: the verdict at the
-    largest budget (full, then quick, then smoke) that has results in ``--results``."""
-    from suite.config import BUDGETS, CONFIG_DIR, experiment_names, load_experiment, select_results
+    """Every claim in configs/ (or of the one experiment or file given) with its experiment and
+    latest verdict: the verdict at the largest budget (full, then quick, then smoke) that has
+    results in ``--results``."""
+    from suite.config import (
+        BUDGETS,
+        experiment_names,
+        find_experiment,
+        load_experiment,
+        select_results,
+    )
     from suite.report.build import claim_outcomes
     from suite.schema import read_yaml
     from suite.store import Store
 
     store = Store(args.results)
     rows = []
-    for name in experiment_names():
-        raw = read_yaml(CONFIG_DIR / f"{name}.yaml")
+    given = getattr(args, "experiment", None)
+    for target in [given] if given else experiment_names():
+        path = find_experiment(target)
+        name = path.stem
+        raw = read_yaml(path)
         if not isinstance(raw, dict) or not raw.get("claims"):
             continue
         budgets = [b for b in reversed(BUDGETS) if store.rows(name, b)]
         budget = next(iter(budgets), None)
         try:
-            experiment = load_experiment(name, budget or next(iter(raw["budgets"]), "quick"))
+            experiment = load_experiment(target, budget or next(iter(raw["budgets"]), "quick"))
         except Exception as error:  # noqa: BLE001 - one broken experiment must not hide the rest
             rows.append(
                 {

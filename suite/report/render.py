@@ -46,19 +46,20 @@ def summary_lines(
     compared: list[dict],
     notes: dict[str, str] | None = None,
     paths: dict[str, Path] | None = None,
+    width: int | None = None,
 ) -> list[str]:
     """The terminal summary (suite/report/build.py: print_summary): the per-arm table, what
-    each metric means, the comparison (``compared``, build.comparison), the claims, the files."""
+    each metric means, the comparison (``compared``, build.comparison), the claims, the files.
+
+    :param width: the terminal's width: the table's cells wrap to fit it (None: no wrapping).
+    """
     lines: list[str] = []
     lines.append(f"\n{_title(data)}: per arm, mean [95% t CI] n over seeds")
     header, rows = _arm_rows(data)
     for row in rows:
         if notes and notes.get(row[0]):
             row[0] += f" ({notes[row[0]]})"
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    lines += fitted_table(header, rows, width)
     for line in metric_meanings(data["metrics"], data.get("return_threshold")):
         lines.append(line)
     lines += comparison_lines(compared)
@@ -76,6 +77,36 @@ def summary_lines(
     if paths:
         lines.append(f"report: {paths['html']}\n        {paths['md']}\n        {paths['json']}")
     return lines
+
+
+def _table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    ]
+
+
+def fitted_table(header: list[str], rows: list[list[str]], width: int | None) -> list[str]:
+    """The table in blocks of columns that each fit ``width`` (None: one block), the first
+    column (the arm) repeated in each: three metrics with their intervals are ~200 characters,
+    and wrapped cells would tear the intervals apart."""
+    groups: list[list[int]] = [[0]]
+    for i in range(1, len(header)):
+        trial = groups[-1] + [i]
+        lines = _table_lines(*_columns(header, rows, trial))
+        if width is not None and max(map(len, lines)) > width and len(groups[-1]) > 1:
+            groups.append([0, i])  # a column wider than the terminal still gets a block
+        else:
+            groups[-1] = trial
+    lines: list[str] = []
+    for group in groups:
+        lines += ([""] if lines else []) + _table_lines(*_columns(header, rows, group))
+    return lines
+
+
+def _columns(header: list[str], rows: list[list[str]], keep: list[int]):
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
 
 
 CURVE_CAPTION = "the mean over seeds (line) and its 95% Student-t CI band"
