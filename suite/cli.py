@@ -290,6 +290,7 @@ def cmd_run(args) -> int:
     for line in _override_lines(args.overrides):
         print(line, flush=True)
     _check_recorded_results(experiment, store)  # runs finished earlier, before any new one
+    _check_one_implementation(experiment, store, runs, stack)
     if local and (args.until_decided or args.tuned or _unfinished(runs, store)):
         _start_process_server(runs, stack)
     if args.until_decided:
@@ -434,6 +435,36 @@ def _start_process_server(runs, stack: str | None) -> None:
     warm_up = context.Process(target=os.getpid)
     warm_up.start()
     warm_up.join()
+
+
+def _check_one_implementation(experiment, store, runs, stack: str | None) -> None:
+    """An arm's runs all come from one implementation: SAC/DQN stacks are the suite's own
+    (agents/stacked.py, ``details.implementation``), lone runs are stable-baselines3, so adding
+    seeds one way to an arm whose finished runs went the other way would pool two programs
+    under one arm name."""
+    from suite.config import select_results
+    from suite.result import FINISHED
+    from suite.trainers import STACKED, stacked_module
+
+    if experiment.trainer not in STACKED:
+        return
+    own = getattr(stacked_module(experiment.trainer), "IMPLEMENTATION", None)
+    if own is None:  # a stack that trains what the lone trainer trains (DCGAN, VAE)
+        return
+    # Only runs that never started: an interrupted one resumes the way it began (worker.py).
+    new_arms = {run.arm for run in runs if store.status(run.run_id) is None}
+    for result in select_results(experiment, store):
+        other = bool(result.details.get("implementation")) != (stack is not None)
+        if result.arm in new_arms and other and result.status in FINISHED:
+            was = "stacked (agents/stacked.py)" if stack is None else "lone (stable-baselines3)"
+            now = "lone (stable-baselines3)" if stack is None else "stacked (agents/stacked.py)"
+            raise ConfigError(
+                f"its finished runs are {was} and these would be {now}: one arm would pool two "
+                f"implementations; run {'with' if stack is None else 'without'} --stack-seeds, "
+                "or into another --results directory",
+                key=f"arms.{result.arm}",
+                file=str(experiment.path),
+            )
 
 
 def _stack_method(experiment, args) -> str | None:

@@ -291,3 +291,19 @@ def test_the_closing_table_fits_the_terminal(documented):
     cells = " ".join(table)
     for cell in {c for line in wide[1:] for c in line.split("  ") if "n=2" in c}:
         assert cell.strip() in cells  # no interval torn apart
+
+
+# --- 7: one arm, one implementation ----------------------------------------------------------
+
+
+def test_stacked_seeds_do_not_pool_with_lone_runs_of_another_implementation(tmp_path, capsys):
+    base = ["run", "quickstart", "--budget", "smoke", "--arms", "adam", "--workers", "1"]
+    base += ["--results", str(tmp_path)]
+    assert run_cli(base, capsys)[0] == 0  # seed 0 with stable-baselines3's DQN
+    before = files_under(tmp_path / "quickstart" / "smoke" / "adam")
+    code, _, err = run_cli([*base, "--seeds", "2", "--stack-seeds"], capsys)
+    assert code == 2
+    line = one_line_error(err)
+    assert "arms.adam: its finished runs are lone (stable-baselines3)" in line
+    assert "stacked (agents/stacked.py)" in line and "run without --stack-seeds" in line
+    assert files_under(tmp_path / "quickstart" / "smoke" / "adam") == before
