@@ -22,7 +22,7 @@ import functools
 import time
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ from gans.data import (
     to_uint8,
 )
 from gans.scores import Scorer, build_scorer, collapse_statistics
+from gans.train_state import LoneSeed, resume_point
 from gans.train_state import TrainState as _TrainState
 from suite.optimizers import (
     OptimizerSpec,
@@ -51,6 +52,7 @@ from suite.result import Result
 from suite.run.context import RunContext
 from suite.run.device import SpeedSettings, speed_settings
 from suite.run.graphs import CapturedStep
+from suite.run.stacking import SeedRuns
 
 ROLES = ("generator", "discriminator")
 
@@ -239,6 +241,8 @@ class GAN:
     latent_dim: int
     device: str
     speed: SpeedSettings
+    seed_shape: ClassVar[tuple[int, ...]] = ()
+    """no seed dimension (a stack's is (S,): gans/stacked.py)."""
 
     def autocast(self):
         return self.speed.autocast()
@@ -333,19 +337,41 @@ class StepInputs:
 
 
 def draw_inputs(inputs: StepInputs, order: DataOrder) -> StepInputs:
-    """Fill ``inputs`` with one step's draws, in the order the step always drew them: per D
-    update the batch's indices, its flips, its noise; then G's noise (not reuse_fake).
+    """Fill a lone run's ``inputs`` with one step's draws from the global generator
+    (``draw_seeds`` for one seed)."""
+    return draw_seeds(inputs, [order], [None])
 
-    ``uniform_``/``normal_`` in place are what ``torch.rand``/``torch.randn`` run on a fresh
-    tensor, so the values are the same as before the split, bit for bit (tests/test_gan_graphs.py).
+
+def draw_seeds(inputs: StepInputs, orders: list[DataOrder], streams: list) -> StepInputs:
+    """Fill ``inputs`` with one step's draws, in the order a lone run always drew them: per D
+    update the batch's indices, its flips, its noise; then G's noise (not reuse_fake). A stack
+    (seed dimension second) draws each seed's from that seed's order and stream, in its lone
+    run's order (per D update: indices and flips of every seed, then every seed's noise).
+
+    :param streams: each seed's generator; None draws from the global one (a lone run).
+        ``uniform_``/``normal_`` in place are what ``torch.rand``/``torch.randn`` run on a fresh
+        tensor, so the values are the same as before the split, bit for bit
+        (tests/test_gan_graphs.py).
     """
+    seeded = inputs.indices.dim() == 3
+
+    def per_seed(buffer: torch.Tensor | None) -> list:
+        if buffer is None:
+            return [None] * len(orders)
+        return list(buffer) if seeded else [buffer]
+
     for index in range(len(inputs.indices)):
-        inputs.indices[index].copy_(order.next(), non_blocking=True)
-        if inputs.flips is not None:
-            inputs.flips[index].uniform_()  # the global generator, as random_hflip's draw
-        inputs.noise[index].normal_()  # as GAN.noise's torch.randn
+        flips = per_seed(None if inputs.flips is None else inputs.flips[index])
+        seeds = zip(orders, streams, per_seed(inputs.indices[index]), flips, strict=True)
+        for order, stream, indices, flip in seeds:
+            indices.copy_(order.next(), non_blocking=True)
+            if flip is not None:
+                flip.uniform_(generator=stream)  # as random_hflip's draw
+        for stream, noise in zip(streams, per_seed(inputs.noise[index]), strict=True):
+            noise.normal_(generator=stream)  # as GAN.noise's torch.randn
     for index in range(len(inputs.indices), len(inputs.noise)):
-        inputs.noise[index].normal_()
+        for stream, noise in zip(streams, per_seed(inputs.noise[index]), strict=True):
+            noise.normal_(generator=stream)
     return inputs
 
 
@@ -373,17 +399,34 @@ def real_batch(data: ImageData, order: DataOrder, gan: GAN, hflip: bool) -> torc
     return real_images(data.train, indices, flips, gan.speed.channels_last)
 
 
+def _losses(config: Config, seeded: bool):
+    """D's and G's loss functions; over a seed dimension, each seed's loss on its own logits
+    ((S, B) -> (S,))."""
+    d_loss = functools.partial(discriminator_loss, loss=config.loss)
+    g_loss = functools.partial(generator_loss, loss=config.loss)
+    if seeded:
+        return torch.func.vmap(d_loss), torch.func.vmap(g_loss)
+    return d_loss, g_loss
+
+
 def compute_step(
-    gan: GAN,
-    optimizers: dict[str, RoleOptimizer],
+    gan,
+    optimizers: dict,
     images: torch.Tensor,
     inputs: StepInputs,
     config: Config,
     autocast=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``discriminator_steps`` D updates, then one G update, on drawn inputs (capture-safe: no
-    random draws, no host reads). Returns the (detached) last D loss and the G loss."""
-    autocast = autocast or gan.autocast
+    random draws, no host reads). Returns the (detached) last D loss and the G loss.
+
+    :param gan: a GAN, or a stack of seeds (gans/stacked.py) with the same ``generate``,
+        ``discriminate`` and ``speed``; a stack's inputs have a seed dimension, and its losses
+        are each seed's, shape (S,). The step minimizes their sum, whose gradient for seed i's
+        parameters is seed i's own gradient.
+    """
+    autocast = autocast or gan.speed.autocast
+    d_loss, g_loss = _losses(config, seeded=inputs.indices.dim() == 3)
     for index in range(config.discriminator_steps):
         ############################
         # (1) Update D: real images towards "real", generated images towards "fake"
@@ -397,12 +440,12 @@ def compute_step(
             fake = gan.generate(inputs.noise[index])
         with autocast():
             # Float32 logits, so that both losses are float32 under autocast (BCE is autocast to
-            # float32 anyway, the hinge loss is not), as in gans/stacked.py.
+            # float32 anyway, the hinge loss is not).
             real_logits = gan.discriminate(real).float()
             fake_logits = gan.discriminate(fake.detach()).float()
-            loss_d = discriminator_loss(real_logits, fake_logits, config.loss)
+            loss_d = d_loss(real_logits, fake_logits)
         optimizers["discriminator"].zero_grad()
-        loss_d.backward()
+        loss_d.sum().backward()
         optimizers["discriminator"].step()
     ############################
     # (2) Update G: make the updated D call generated images "real" (the label flip)
@@ -411,9 +454,9 @@ def compute_step(
         if not config.reuse_fake:
             fake = gan.generate(inputs.noise[-1])
         fake_logits = gan.discriminate(fake).float()
-        loss_g = generator_loss(fake_logits, config.loss)
+        loss_g = g_loss(fake_logits)
     optimizers["generator"].zero_grad()
-    loss_g.backward()
+    loss_g.sum().backward()
     optimizers["generator"].step()
     # D's gradients from G's step are not used: its next zero_grad clears them.
     return loss_d.detach(), loss_g.detach()
@@ -441,18 +484,24 @@ class StepGraph:
         self.captured = CapturedStep(compute, device, enabled, host_effects=host_effects)
 
     @classmethod
+    def build(cls, gan, optimizers: dict, images: torch.Tensor, config: Config, enabled: bool):
+        """The step graph of a GAN, or of a stack of seeds (``gan``: gans/stacked.py), on the
+        run's device (the images').
+
+        Inside a capture, autocast must not cache casts (torch's CUDA-graphs notes; weight
+        gradients then differ in rounding, SpeedSettings.autocast). Graph off: the cached
+        autocast, so a run without a graph trains as before, bit for bit.
+        """
+        inputs = StepInputs.empty(config, images.device, gan.seed_shape)
+        autocast = functools.partial(gan.speed.autocast, cache_enabled=not enabled)
+        compute = functools.partial(compute_step, gan, optimizers, images, inputs, config, autocast)
+        host = functools.partial(replayed_steps, optimizers, config)
+        return cls(inputs, compute, images.device, enabled, host)
+
+    @classmethod
     def lone(cls, gan: GAN, optimizers: dict, data: ImageData, config: Config, enabled: bool):
         """A lone DCGAN's step graph (train_step's ``graph``)."""
-        inputs = StepInputs.empty(config, gan.device)
-        # Inside a capture, autocast must not cache casts (torch's CUDA-graphs notes; weight
-        # gradients then differ in rounding, SpeedSettings.autocast). Graph off: the cached
-        # autocast, so a run without a graph trains as before, bit for bit.
-        autocast = functools.partial(gan.speed.autocast, cache_enabled=not enabled)
-        compute = functools.partial(
-            compute_step, gan, optimizers, data.train, inputs, config, autocast
-        )
-        host = functools.partial(replayed_steps, optimizers, config)
-        return cls(inputs, compute, gan.device, enabled, host)
+        return cls.build(gan, optimizers, data.train, config, enabled)
 
     def __call__(self):
         return self.captured()
@@ -525,76 +574,119 @@ def parameter_sum(module: nn.Module) -> torch.Tensor:
 
 
 # --- the run -----------------------------------------------------------------------------------
+#
+# One loop trains a lone run and a stack of seeds (gans/stacked.py, ``suite run --stack-seeds``):
+# ``train_seeds`` gets a ``Lone`` GAN here, a ``stacked.Stacked`` there, with the same methods;
+# each seed checkpoints a TrainState in one format, so a stack resumes lone and the other way.
 
 
 def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:
     torch.manual_seed(ctx.seed)
-    data_cpu = load_image_data(config.data, log=ctx.log)
-    data = data_cpu.to(ctx.device)
+    data = load_image_data(config.data, log=ctx.log).to(ctx.device)
     gan = build(config, data.train.shape[1], ctx.device)
     graphs = graphs_status(config, specs, ctx.device)
     optimizers = build_optimizers(gan, specs, capturable=graphs == "on")
     order = DataOrder(len(data.train), config.batch_size, ctx.seed, ctx.device)
-    step, since_log = 0, 0
-    sums = torch.zeros(2, device=ctx.device)  # D and G losses since the last record
-    last_eval: dict[str, float] = {}
     saved = TrainState.load(ctx)
     if saved is not None:
         saved.restore(networks(gan), optimizers, order)
-        step, since_log, last_eval = saved.step, saved.since_log, saved.last_eval
-        sums.copy_(saved.loss_sums)
     started = time.perf_counter()
     scorer = build_scorer(config, data, ctx)  # a tiny classifier is kept in ctx.run_dir
     ctx.log(f"scorer ready in {time.perf_counter() - started:.1f} s: {scorer.network.name}")
-    # Fixed noise, from generators of their own: scoring never moves the training RNG, so a
-    # resumed run and an uninterrupted one train identically.
-    grid_noise = gan.noise(64, torch.Generator(ctx.device).manual_seed(ctx.seed))
-    eval_noise = gan.noise(
-        config.eval_samples, torch.Generator(ctx.device).manual_seed(10_000 + ctx.seed)
-    )
     # Last, after everything that draws at construction (weight init, the scorer): the global
     # generators that flips and training noise come from continue where the checkpoint left them.
     ctx.restore_rng()
     # Built after the restore: the graph captures the restored optimizer state's tensors.
     graph = StepGraph.lone(gan, optimizers, data, config, enabled=graphs == "on")
-    while step < config.generator_steps:
-        loss_d, loss_g = train_step(gan, optimizers, data, order, config, graph)
+    lone = Lone(networks(gan), optimizers, order, gan, graph, graphs)
+    (result,) = train_seeds(lone, config, data, [ctx], [saved], [scorer])
+    return result
+
+
+@dataclass
+class Lone(LoneSeed):
+    """A lone run as ``train_seeds`` trains it (gans/stacked.py: ``Stacked``, for S seeds)."""
+
+    gan: GAN
+    graph: StepGraph
+    graphs: str
+    """graphs_status: "on" or "off: <reason>"."""
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        draw_inputs(self.graph.inputs, self.order)
+        return self.graph()
+
+    def parameter_sums(self) -> dict[str, list[torch.Tensor]]:
+        """Each role's parameter sum, per seed: NaN or inf means diverged."""
+        return {role: [parameter_sum(module)] for role, module in self.modules.items()}
+
+    def seed_gan(self, i: int) -> GAN:
+        return self.gan
+
+
+def train_seeds(seeds, config: Config, data: ImageData, contexts, states, scorers) -> list[Result]:
+    """The training loop of a lone run (``seeds``: a Lone) or of a stack (gans/stacked.py):
+    every seed's curves, scores, checkpoints and result, from fresh or from checkpoints at one
+    step (``states``: each seed's TrainState or None).
+
+    :param scorers: each seed's Scorer (gans/scores.py).
+    """
+    runs = SeedRuns(contexts, stacked=seeds.stacked is not None)
+    step, since_log, sums, last_evals = resume_point(states, (2,), data.train.device)
+    total = config.generator_steps
+    while step < total and runs.live:
+        loss_d, loss_g = seeds.step()
         # Added now, before the next step overwrites the graph's static losses.
-        sums += torch.stack([loss_d.float(), loss_g.float()])
+        sums += torch.stack([loss_d.float(), loss_g.float()], dim=-1)
         step, since_log = step + 1, since_log + 1
-        ctx.progress(step, config.generator_steps)
-        if step % config.log_every == 0 or step == config.generator_steps:
-            mean_d, mean_g = (sums / since_log).tolist()
-            ctx.check_finite(step, loss_discriminator=mean_d, loss_generator=mean_g)
-            ctx.record(
-                step,
-                {
-                    "train/loss_discriminator": mean_d,
-                    "train/loss_generator": mean_g,
-                    "train/lr_generator": optimizers["generator"].lr,
-                    "train/lr_discriminator": optimizers["discriminator"].lr,
-                },
-            )
+        runs.progress(step, total)
+        if step % config.log_every == 0 or step == total:
+            means = (sums / since_log).tolist()
+            lrs = {f"train/lr_{role}": o.lr for role, o in seeds.optimizers.items()}
+            for i in list(runs.live):
+                d, g = means[i]
+                record = {"train/loss_discriminator": d, "train/loss_generator": g, **lrs}
+                runs.check(i, step, record, loss_discriminator=d, loss_generator=g)
             sums.zero_()
             since_log = 0
-        if step % config.eval_every == 0 or step == config.generator_steps:
-            ctx.check_finite(
-                step,
-                generator_parameters=parameter_sum(gan.generator),
-                discriminator_parameters=parameter_sum(gan.discriminator),
-            )
-            last_eval = evaluate(gan, scorer, eval_noise)
-            ctx.record(step, last_eval)
-            state = TrainState.capture(
-                networks(gan), optimizers, order, sums, step, since_log, last_eval
-            )
-            ctx.save_checkpoint(state.state_dict())
+        if step % config.eval_every == 0 or step == total:
+            finite = seeds.parameter_sums()
+            for i in list(runs.live):
+                values = {f"{role}_parameters": per_seed[i] for role, per_seed in finite.items()}
+                if not runs.check(i, step, **values):
+                    continue
+                ctx, gan = contexts[i], seeds.seed_gan(i)
+                last_evals[i] = evaluate(gan, scorers[i], eval_noise(gan, config, ctx.seed))
+                ctx.record(step, last_evals[i])
+                state = TrainState(**seeds.seed_state(i), loss_sums=sums[i], step=step,
+                                   since_log=since_log, last_eval=last_evals[i])  # fmt: skip
+                ctx.save_checkpoint(state.state_dict(), rng=seeds.rng(i))
+    for i in runs.live:
+        runs.outcomes[i] = seed_result(
+            seeds, i, config, data, contexts[i], scorers[i], last_evals[i]
+        )
+    return runs.results()
+
+
+def eval_noise(gan: GAN, config: Config, seed: int) -> torch.Tensor:
+    """The fixed noise seed ``seed`` is scored with, from a generator of its own: scoring never
+    moves the training RNG, so a resumed run and an uninterrupted one train identically."""
+    generator = torch.Generator(gan.device).manual_seed(10_000 + seed)
+    return gan.noise(config.eval_samples, generator)
+
+
+def seed_result(seeds, i: int, config: Config, data: ImageData, ctx, scorer, last_eval) -> Result:
+    """Seed i's sample grid (fixed noise) and result, at the end of training."""
+    gan = seeds.seed_gan(i)
+    grid_noise = gan.noise(64, torch.Generator(ctx.device).manual_seed(ctx.seed))
     save_image(generate_images(gan, grid_noise), ctx.run_dir / "samples.png", nrow=8,
                normalize=True, value_range=(-1, 1))  # fmt: skip
+    optimizers = seeds.role_optimizers()
+    details = run_details(config, data, scorer, optimizers, last_eval, gan.speed, seeds.graphs)
+    if seeds.stacked is not None:
+        details["stacked"] = seeds.stacked
     return ctx.result(
-        final_metrics(last_eval, scorer),
-        details=run_details(config, data, scorer, optimizers, last_eval, gan.speed, graphs),
-        artifacts={"samples": "samples.png"},
+        final_metrics(last_eval, scorer), details=details, artifacts={"samples": "samples.png"}
     )
 
 

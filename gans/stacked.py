@@ -27,6 +27,7 @@ moments, K-FAC's curvature blocks, unknown custom classes) would mix seeds and a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -34,27 +35,24 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torchvision.utils import save_image
 
 from gans import dcgan
-from gans.data import DataOrder, load_image_data, seed_orders
+from gans.data import load_image_data, seed_orders
 from gans.scores import build_scorer
+from gans.train_state import StackedSeeds
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
 from suite.run.context import RunContext
-from suite.run.device import speed_settings
+from suite.run.device import SpeedSettings, speed_settings
 from suite.run.stacking import (
     LeadingSeedDimension,
+    SeedStreams,
     StackedOptimizer,
     build_stacked_optimizers,
-    check_seed,
     in_step_groups,
     load_seed_optimizers,
     lone_models,
-    lone_rng,
     parameter_sums,
-    seed_optimizers,
-    stack_details,
 )
 
 Method = Literal["grouped", "vmap"]
@@ -104,10 +102,13 @@ class GroupedStack(nn.Module):
     """S DCGANs as grouped convolutions. Tensors in and out are seed-first: (S, B, ...)."""
 
     def __init__(
-        self, generators: list[dcgan.Generator], discriminators: list[dcgan.Discriminator]
+        self,
+        generators: list[dcgan.Generator],
+        discriminators: list[dcgan.Discriminator],
+        speed: SpeedSettings,
     ):
         super().__init__()
-        self.seeds = len(generators)
+        self.seeds, self.seed_shape, self.speed = len(generators), (len(generators),), speed
         self.generator = _grouped_net([g.net for g in generators])
         self.discriminator = _grouped_net([d.net for d in discriminators])
 
@@ -183,9 +184,12 @@ class VmapStack(LeadingSeedDimension):
     """S DCGANs as stacked parameters run by torch.func.vmap over dcgan's own modules."""
 
     def __init__(
-        self, generators: list[dcgan.Generator], discriminators: list[dcgan.Discriminator]
+        self,
+        generators: list[dcgan.Generator],
+        discriminators: list[dcgan.Discriminator],
+        speed: SpeedSettings,
     ):
-        self.seeds = len(generators)
+        self.seeds, self.seed_shape, self.speed = len(generators), (len(generators),), speed
         self.nets = {"generator": generators, "discriminator": discriminators}
         self.state = {}
         self.skeletons = {}
@@ -232,12 +236,11 @@ def _call(module: nn.Module, params, buffers, x: torch.Tensor) -> torch.Tensor:
 # --- building a stack --------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class SeedStreams:
-    """Per-seed data order and random stream, each what seed i's lone run would use."""
-
-    orders: list[DataOrder]
-    generators: list[torch.Generator]
+def stack_speed(config: dcgan.Config, device: str) -> SpeedSettings:
+    """The lone runs' bf16 autocast (suite.run.device.speed_settings); a stack runs in the
+    default memory format, not compiled: channels_last and compile are lone-run settings (a
+    grouped convolution is the stack's kernel). CUDA graphs (dcgan.StepGraph) apply to stacks."""
+    return dataclasses.replace(speed_settings(config, device), channels_last=False, compile=False)
 
 
 def build_stack(
@@ -261,105 +264,32 @@ def build_stack(
     )
     generators = [gan.generator for gan in lone_gans]
     discriminators = [gan.discriminator for gan in lone_gans]
-    if method == "grouped":
-        stack = GroupedStack(generators, discriminators).to(device)
-    elif method == "vmap":
-        stack = VmapStack(generators, discriminators).to(device)
-    else:
+    stacks = {"grouped": GroupedStack, "vmap": VmapStack}
+    if method not in stacks:
         raise ValueError(f"unknown stacking method {method!r} (valid: grouped, vmap)")
+    stack = stacks[method](generators, discriminators, stack_speed(config, device)).to(device)
     orders = seed_orders(image_count, config.batch_size, seeds, device, states)
     return stack, SeedStreams(orders, streams)
 
 
-# --- each seed's state in the lone run's checkpoint format ------------------------------------
-#
-# A stacked seed checkpoints a dcgan.TrainState, as a lone run does (weights, RoleOptimizer
-# states, data order, partial loss sums, last scores), with its lone run's generator states, so
-# an interrupted stack resumes as a stack or seed by seed, and a lone run's checkpoint joins a
-# stack.
-
-
-# --- one training step for all seeds -----------------------------------------------------------
+# --- one training step for all seeds: dcgan's step over a seed dimension ------------------------
 
 
 def draw_inputs(inputs: dcgan.StepInputs, streams: SeedStreams) -> dcgan.StepInputs:
-    """Fill a stack's step inputs (seed dimension second) with each seed's draws, as
-    dcgan.draw_inputs draws them for that seed alone: its DataOrder's indices, then flips and
-    noise from its own stream, in its lone run's order (per D update: indices and flips of every
-    seed, then every seed's noise; then G's noise when not reuse_fake)."""
-    seeds = list(zip(streams.orders, streams.generators, strict=True))
-    for index in range(len(inputs.indices)):
-        for seed, (order, stream) in enumerate(seeds):
-            inputs.indices[index, seed].copy_(order.next(), non_blocking=True)
-            if inputs.flips is not None:
-                inputs.flips[index, seed].uniform_(generator=stream)
-        for seed, stream in enumerate(streams.generators):
-            inputs.noise[index, seed].normal_(generator=stream)
-    for index in range(len(inputs.indices), len(inputs.noise)):
-        for seed, stream in enumerate(streams.generators):
-            inputs.noise[index, seed].normal_(generator=stream)
-    return inputs
+    """Fill a stack's step inputs (seed dimension second) with each seed's draws, as its lone run
+    draws them (dcgan.draw_seeds)."""
+    return dcgan.draw_seeds(inputs, streams.orders, streams.generators)
 
 
-def compute_step(
-    stack: GroupedStack | VmapStack,
-    optimizers: dict[str, StackedOptimizer],
-    images: torch.Tensor,
-    inputs: dcgan.StepInputs,
-    config: dcgan.Config,
-    autocast=None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """dcgan.compute_step for every seed at once, on drawn inputs (capture-safe). Returns the
-    seeds' D and G losses, shape (S,).
-
-    Each seed's loss is dcgan's own loss function on that seed's logits; the step minimizes their
-    sum, whose gradient for seed i's parameters is seed i's own gradient.
-    """
-    autocast = autocast or _no_autocast
-    d_loss = torch.func.vmap(functools.partial(dcgan.discriminator_loss, loss=config.loss))
-    g_loss = torch.func.vmap(functools.partial(dcgan.generator_loss, loss=config.loss))
-    for index in range(config.discriminator_steps):
-        # (1) D: real images towards "real", detached generated images towards "fake"
-        flips = None if inputs.flips is None else inputs.flips[index]
-        real = dcgan.real_images(images, inputs.indices[index], flips)  # (S, B, C, H, W)
-        keep_graph = config.reuse_fake and index == config.discriminator_steps - 1
-        with torch.set_grad_enabled(keep_graph), autocast():
-            fake = stack.generate(inputs.noise[index])
-        with autocast():
-            real_logits = stack.discriminate(real).float()
-            losses_d = d_loss(real_logits, stack.discriminate(fake.detach()).float())
-        optimizers["discriminator"].zero_grad()
-        losses_d.sum().backward()
-        optimizers["discriminator"].step()
-    # (2) G: make the updated D call generated images "real" (the label flip); the last D
-    # update's fake batch when reuse_fake (dcgan.train_step)
-    with autocast():
-        if not config.reuse_fake:
-            fake = stack.generate(inputs.noise[-1])
-        losses_g = g_loss(stack.discriminate(fake).float())
-    optimizers["generator"].zero_grad()
-    losses_g.sum().backward()
-    optimizers["generator"].step()
-    return losses_d.detach(), losses_g.detach()
+def compute_step(stack, optimizers, images, inputs, config, autocast=None):
+    """dcgan.compute_step for every seed at once; the seeds' D and G losses, shape (S,)."""
+    return dcgan.compute_step(stack, optimizers, images, inputs, config, autocast)
 
 
-def step_graph(
-    stack: GroupedStack | VmapStack,
-    optimizers: dict[str, StackedOptimizer],
-    images: torch.Tensor,
-    config: dcgan.Config,
-    device: str,
-    enabled: bool,
-) -> dcgan.StepGraph:
+def step_graph(stack, optimizers, images, config: dcgan.Config, device: str, enabled: bool):
     """The stack's step on static buffers, a CUDA graph when ``enabled`` (dcgan.StepGraph), with
-    the lone runs' autocast (uncached inside a capture)."""
-    inputs = dcgan.StepInputs.empty(config, device, seeds=(stack.seeds,))
-    autocast = _autocast(config, device)
-    if autocast is not None:
-        autocast = functools.partial(autocast, cache_enabled=not enabled)
-    compute = functools.partial(compute_step, stack, optimizers, images, inputs, config, autocast)
-    host = functools.partial(dcgan.replayed_steps, optimizers, config)
-    return dcgan.StepGraph(inputs, compute, device, enabled, host)
+    the lone runs' autocast (uncached inside a capture). ``device``: the images'."""
+    return dcgan.StepGraph.build(stack, optimizers, images, config, enabled)
 
 
 def train_step(
@@ -375,20 +305,16 @@ def train_step(
 
     :param graph: the stack's ``step_graph`` (its own autocast; ``autocast`` is then unused):
         the draws go to its static buffers, and its returned losses are overwritten by the next
-        step (read or add them first). None: fresh buffers, eager, with ``autocast``.
+        step (read or add them first). None: fresh buffers, eager, with ``autocast`` (None: no
+        autocast).
     """
     if graph is None:
-        inputs = dcgan.StepInputs.empty(config, images.device, seeds=(stack.seeds,))
+        inputs = dcgan.StepInputs.empty(config, images.device, stack.seed_shape)
         draw_inputs(inputs, streams)
-        return compute_step(stack, optimizers, images, inputs, config, autocast)
+        autocast = autocast or contextlib.nullcontext
+        return dcgan.compute_step(stack, optimizers, images, inputs, config, autocast)
     draw_inputs(graph.inputs, streams)
     return graph()
-
-
-def _no_autocast():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 # --- the run: the seeds of one arm (suite run --stack-seeds) -----------------------------------
@@ -409,73 +335,51 @@ def train_stack(
     """
     data = load_image_data(config.data, log=contexts[0].log).to(contexts[0].device)
     train_group = functools.partial(_train_group, config, specs, data, method)
-    return in_step_groups(contexts, train_group, dcgan.TrainState)
+    return in_step_groups(contexts, train_group, dcgan.TrainState.load)
 
 
 def _train_group(config, specs, data, method, contexts, states) -> list[Result]:
-    """One stack, from fresh or from checkpoints at the same step."""
+    """One stack, from fresh or from checkpoints at the same step (dcgan.train_seeds)."""
     device, seeds = contexts[0].device, [ctx.seed for ctx in contexts]
-    channels = data.train.shape[1]
     saved_rngs = [ctx.saved_rng for ctx in contexts]
     stack, streams = build_stack(
-        config, seeds, channels, len(data.train), device, method, states, saved_rngs
+        config, seeds, data.train.shape[1], len(data.train), device, method, states, saved_rngs
     )
     graphs = dcgan.graphs_status(config, specs, device)
     optimizers = build_stacked_optimizers(stack, specs, capturable=graphs == "on")
-    role_params = stack.role_parameters()
-    step, since_log = 0, 0
-    sums = torch.zeros(len(seeds), 2, device=device)  # each seed's D and G loss sums
-    last_evals: list[dict[str, float]] = [{} for _ in seeds]
     if states[0] is not None:
         load_seed_optimizers(optimizers, [state.optimizers for state in states], stack)
-        step, since_log = states[0].step, states[0].since_log
-        sums = torch.stack([state.loss_sums for state in states]).to(device)
-        last_evals = [state.last_eval for state in states]
     scorers = _scorers(config, data, contexts)
     # After the optimizers' restore: the graph captures the restored state's tensors.
-    graph = step_graph(stack, optimizers, data.train, config, device, enabled=graphs == "on")
-    live = list(range(len(seeds)))
-    outcomes: dict[int, Result] = {}
-    while step < config.generator_steps and live:
-        losses_d, losses_g = train_step(stack, optimizers, data.train, streams, config, graph=graph)
-        # Added now, before the next step overwrites the graph's static losses.
-        sums += torch.stack([losses_d.float(), losses_g.float()], dim=1)
-        step, since_log = step + 1, since_log + 1
-        for i in live:
-            contexts[i].progress(step, config.generator_steps)
-        if step % config.log_every == 0 or step == config.generator_steps:
-            means = (sums / since_log).tolist()
-            for i in list(live):
-                d, g = means[i]
-                lrs = {f"train/lr_{role}": o.inner.lr for role, o in optimizers.items()}
-                record = {"train/loss_discriminator": d, "train/loss_generator": g, **lrs}
-                check_seed(
-                    contexts[i],
-                    step,
-                    live,
-                    outcomes,
-                    i,
-                    record,
-                    loss_discriminator=d,
-                    loss_generator=g,
-                )
-            sums.zero_()
-            since_log = 0
-        if step % config.eval_every == 0 or step == config.generator_steps:
-            finite = {role: parameter_sums(stack, p).tolist() for role, p in role_params.items()}
-            for i in list(live):
-                ctx = contexts[i]
-                values = {f"{role}_parameters": sums_[i] for role, sums_ in finite.items()}
-                if not check_seed(ctx, step, live, outcomes, i, None, **values):
-                    continue
-                gan = seed_gan(stack, i, config, channels, device)
-                last_evals[i] = dcgan.evaluate(gan, scorers[i], _eval_noise(gan, config, ctx))
-                ctx.record(step, last_evals[i])
-                _save_seed(ctx, stack, optimizers, streams, i, step, sums, since_log, last_evals)
-    for i in live:
-        outcomes[i] = _seed_result(contexts[i], stack, i, config, data, scorers[i], optimizers,
-                                   last_evals[i], method, graphs)  # fmt: skip
-    return [outcomes[i] for i in range(len(seeds))]
+    graph = dcgan.StepGraph.build(stack, optimizers, data.train, config, graphs == "on")
+    role_params = stack.role_parameters()
+    stacked = Stacked(stack, optimizers, streams, role_params, method, graph, graphs, config,
+                      data.train)  # fmt: skip
+    return dcgan.train_seeds(stacked, config, data, contexts, states, scorers)
+
+
+@dataclasses.dataclass
+class Stacked(StackedSeeds):
+    """A stack as dcgan.train_seeds trains it: dcgan.Lone's methods for S seeds."""
+
+    graph: dcgan.StepGraph
+    graphs: str
+    """dcgan.graphs_status: "on" or "off: <reason>"."""
+    config: dcgan.Config
+    images: torch.Tensor
+    """the training images (their channels and device are the seeds' GANs')."""
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return train_step(self.stack, self.optimizers, self.images, self.streams, self.config,
+                          graph=self.graph)  # fmt: skip
+
+    def parameter_sums(self) -> dict[str, list[float]]:
+        roles = self.role_params.items()
+        return {role: parameter_sums(self.stack, params).tolist() for role, params in roles}
+
+    def seed_gan(self, i: int) -> dcgan.GAN:
+        channels, device = self.images.shape[1], str(self.images.device)
+        return seed_gan(self.stack, i, self.config, channels, device)
 
 
 def _scorers(config: dcgan.Config, data, contexts) -> list:
@@ -488,15 +392,6 @@ def _scorers(config: dcgan.Config, data, contexts) -> list:
     return [shared] * len(contexts)
 
 
-def _autocast(config: dcgan.Config, device: str):
-    """bf16 autocast where the lone run uses it (suite.run.device.speed_settings), else None. The
-    stack itself runs in the default memory format, not compiled: channels_last and compile are
-    lone-run settings (a grouped convolution is the stack's kernel); CUDA graphs (step_graph)
-    apply to stacks too."""
-    speed = speed_settings(config, device)
-    return speed.autocast if speed.amp else None
-
-
 def seed_gan(stack, seed_index: int, config: dcgan.Config, channels: int, device: str):
     """Seed ``seed_index`` as a dcgan.GAN (for dcgan.evaluate and the sample grid)."""
     gan = dcgan.build(dataclasses.replace(config, compile=False), channels, device)
@@ -504,42 +399,3 @@ def seed_gan(stack, seed_index: int, config: dcgan.Config, channels: int, device
     gan.generator.load_state_dict(state["generator"])
     gan.discriminator.load_state_dict(state["discriminator"])
     return gan
-
-
-def _eval_noise(gan: dcgan.GAN, config: dcgan.Config, ctx: RunContext) -> torch.Tensor:
-    """The fixed noise dcgan.train scores seed ``ctx.seed`` with."""
-    return gan.noise(
-        config.eval_samples, torch.Generator(ctx.device).manual_seed(10_000 + ctx.seed)
-    )
-
-
-def _save_seed(ctx, stack, optimizers, streams, i, step, sums, since_log, last_evals) -> None:
-    """Seed i's checkpoint: the dcgan.TrainState its lone run would save."""
-    state = dcgan.TrainState(
-        weights=stack.seed_state_dict(i),
-        optimizers=seed_optimizers(optimizers, stack.role_parameters(), i, stack),
-        data_order=streams.orders[i].state_dict(),
-        loss_sums=sums[i],
-        step=step,
-        since_log=since_log,
-        last_eval=last_evals[i],
-    )
-    ctx.save_checkpoint(state.state_dict(), rng=lone_rng(streams.generators[i]))
-
-
-def _seed_result(
-    ctx, stack, i, config, data, scorer, optimizers, last_eval, method, graphs
-) -> Result:
-    """Seed i's sample grid and result, as dcgan.train ends."""
-    gan = seed_gan(stack, i, config, data.train.shape[1], ctx.device)
-    grid_noise = gan.noise(64, torch.Generator(ctx.device).manual_seed(ctx.seed))
-    save_image(dcgan.generate_images(gan, grid_noise), ctx.run_dir / "samples.png", nrow=8,
-               normalize=True, value_range=(-1, 1))  # fmt: skip
-    inner = {role: o.inner for role, o in optimizers.items()}
-    details = dcgan.run_details(config, data, scorer, inner, last_eval, gan.speed, graphs)
-    details["stacked"] = stack_details(stack.seeds, method)
-    return ctx.result(
-        dcgan.final_metrics(last_eval, scorer),
-        details=details,
-        artifacts={"samples": "samples.png"},
-    )

@@ -17,6 +17,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from suite.run.stacking import (
+    SeedStreams,
+    StackedOptimizer,
+    lone_rng,
+    seed_optimizers,
+    stack_details,
+)
+
 
 @dataclass
 class TrainState:
@@ -40,30 +48,8 @@ class TrainState:
     """steps in the current log window."""
     last_eval: dict[str, float] = field(default_factory=dict)
 
-    @classmethod
-    def capture(
-        cls,
-        modules: dict[str, nn.Module],
-        optimizers: dict,
-        order,
-        loss_sums: torch.Tensor,
-        step: int,
-        since_log: int,
-        last_eval: dict[str, float],
-    ) -> TrainState:
-        """A lone run's state from its live objects (modules by network name)."""
-        return cls(
-            weights={name: modules[name].state_dict() for name in cls.NETWORKS},
-            optimizers={role: o.state_dict() for role, o in optimizers.items()},
-            data_order=order.state_dict(),
-            loss_sums=loss_sums,
-            step=step,
-            since_log=since_log,
-            last_eval=last_eval,
-        )
-
     def restore(self, modules: dict[str, nn.Module], optimizers: dict, order) -> None:
-        """Load this state into a lone run's live objects (``capture``'s inverse)."""
+        """Load this state into a lone run's live objects (modules by network name)."""
         for name in self.NETWORKS:
             modules[name].load_state_dict(self.weights[name])
         for role, optimizer in optimizers.items():
@@ -100,3 +86,78 @@ class TrainState:
         """The run's last checkpoint (``ctx.load_checkpoint``), or None when it starts fresh."""
         state = ctx.load_checkpoint()
         return None if state is None else cls.from_state_dict(state)
+
+
+def resume_point(states: list[TrainState | None], sums_shape: tuple[int, ...], device):
+    """Where a training loop starts, for seeds whose checkpoints stand at one step (``states``,
+    None for a fresh start): the step, the steps in the current log window, each seed's loss sums
+    of that window, shape (S, *sums_shape), and each seed's last evaluation."""
+    if states[0] is None:
+        sums = torch.zeros(len(states), *sums_shape, device=device)
+        return 0, 0, sums, [{} for _ in states]
+    sums = torch.stack([state.loss_sums for state in states]).to(device)
+    return states[0].step, states[0].since_log, sums, [state.last_eval for state in states]
+
+
+@dataclass
+class LoneSeed:
+    """A lone run as a training loop (dcgan.train_seeds, vae.train_seeds) sees it: one seed, on
+    the process's random generators. A trainer's ``Lone`` adds the model and its step;
+    ``StackedSeeds`` is the same for the S seeds of a stack."""
+
+    modules: dict[str, nn.Module]
+    """the networks by their TrainState names."""
+    optimizers: dict
+    """role -> RoleOptimizer."""
+    order: Any
+    """the run's gans/data.py DataOrder."""
+    stacked: ClassVar[dict | None] = None
+    """what a result's ``details.stacked`` says (a lone run has none)."""
+
+    def seed_state(self, i: int) -> dict[str, Any]:
+        """The TrainState fields of the networks, optimizers and data order."""
+        return {
+            "weights": {name: module.state_dict() for name, module in self.modules.items()},
+            "optimizers": {role: o.state_dict() for role, o in self.optimizers.items()},
+            "data_order": self.order.state_dict(),
+        }
+
+    def rng(self, i: int) -> None:
+        """The generator states to checkpoint: None, the process's own."""
+        return None
+
+    def role_optimizers(self) -> dict:
+        return self.optimizers
+
+
+@dataclass
+class StackedSeeds:
+    """The seeds of a stack as a training loop sees them (LoneSeed's methods for S seeds), each
+    checkpointed in its lone run's format with its lone run's generator states."""
+
+    stack: Any
+    """the stacked model (gans/stacked.py, vae/stacked.py): ``seeds``, ``seed_state_dict``,
+    ``split`` and ``join``."""
+    optimizers: dict[str, StackedOptimizer]
+    streams: SeedStreams
+    role_params: dict[str, list[torch.Tensor]]
+    """each role's stacked parameters."""
+    method: str
+    """the stacking method (suite/trainers.py: STACKED)."""
+
+    @property
+    def stacked(self) -> dict:
+        return stack_details(self.stack.seeds, self.method)
+
+    def seed_state(self, i: int) -> dict[str, Any]:
+        return {
+            "weights": self.stack.seed_state_dict(i),
+            "optimizers": seed_optimizers(self.optimizers, self.role_params, i, self.stack),
+            "data_order": self.streams.orders[i].state_dict(),
+        }
+
+    def rng(self, i: int) -> dict:
+        return lone_rng(self.streams.generators[i])
+
+    def role_optimizers(self) -> dict:
+        return {role: o.inner for role, o in self.optimizers.items()}

@@ -30,20 +30,18 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from gans.data import DataOrder, load_image_data, seed_orders
+from gans.data import load_image_data, seed_orders
+from gans.train_state import StackedSeeds
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
 from suite.run.context import RunContext
 from suite.run.stacking import (
     LeadingSeedDimension,
+    SeedStreams,
     StackedOptimizer,
-    check_seed,
     in_step_groups,
     load_seed_optimizers,
     lone_models,
-    lone_rng,
-    seed_optimizers,
-    stack_details,
     stacked_role_optimizers,
 )
 from vae import vae as single
@@ -88,14 +86,6 @@ class VaeStack(LeadingSeedDimension):
         }
 
 
-@dataclasses.dataclass
-class SeedStreams:
-    """Per-seed data order and random stream, each what seed i's lone run would use."""
-
-    orders: list[DataOrder]
-    generators: list[torch.Generator]
-
-
 def build_stack(
     config: single.Config,
     seeds: list[int],
@@ -114,9 +104,7 @@ def build_stack(
     models, generators = lone_models(
         single.build, single.networks, config, channels, seeds, device, states, saved_rngs
     )
-    encoders = [model.encoder for model in models]
-    decoders = [model.decoder for model in models]
-    stack = VaeStack(encoders, decoders).to(device)
+    stack = VaeStack([m.encoder for m in models], [m.decoder for m in models]).to(device)
     orders = seed_orders(image_count, config.batch_size, seeds, device, states)
     return stack, SeedStreams(orders, generators)
 
@@ -129,20 +117,13 @@ def build_stacked_optimizers(
 
 
 def seed_inputs(images: torch.Tensor, streams: SeedStreams, config: single.Config):
-    """Each seed's next batch and its reparameterization noise, drawn in the lone run's order:
-    the dequantization noise (Gaussian likelihood only) inside model_input, then eps for z.
-    Returns x (S, B, C, H, W) and eps (S, B, latent)."""
-    xs, epss = [], []
-    for order, stream in zip(streams.orders, streams.generators, strict=True):
-        batch = images[order.next()]
-        noise = None
-        if config.likelihood == "gaussian":
-            noise = torch.rand(batch.shape, device=batch.device, generator=stream)
-        xs.append(single.model_input(batch, config, noise))
-        epss.append(
-            torch.randn(len(batch), config.latent_dim, device=batch.device, generator=stream)
-        )
-    return torch.stack(xs), torch.stack(epss)
+    """Each seed's next batch and its reparameterization noise, drawn as its lone run draws them
+    (vae.draw_inputs, from the seed's stream). Returns x (S, B, C, H, W) and eps (S, B, latent)."""
+    drawn = [
+        single.draw_inputs(images[order.next()], config, stream)
+        for order, stream in zip(streams.orders, streams.generators, strict=True)
+    ]
+    return torch.stack([x for x, _ in drawn]), torch.stack([eps for _, eps in drawn])
 
 
 def _seed_loss(
@@ -175,22 +156,13 @@ def train_step(
     kl_weight: float,
     autocast=None,
 ) -> torch.Tensor:
-    """vae.train_step for every seed at once. Returns the seeds' losses, shape (S,).
-
-    The step minimizes the sum of the seeds' losses, whose gradient for seed i's parameters is
-    seed i's own gradient.
-    """
+    """vae.train_step for every seed at once. Returns the seeds' losses, shape (S,)."""
     x, eps = seed_inputs(images, streams, config)
     loss = functools.partial(
         _seed_loss, stack.skeletons, config, kl_weight, autocast or contextlib.nullcontext
     )
     losses = torch.func.vmap(loss)(stack.state["encoder"], stack.state["decoder"], x, eps)
-    for optimizer in optimizers.values():
-        optimizer.zero_grad()
-    losses.sum().backward()
-    for optimizer in optimizers.values():
-        optimizer.step()
-    return losses.detach()
+    return single.optimizer_step(optimizers, losses)
 
 
 def seed_model(stack: VaeStack, seed_index: int, config: single.Config, channels: int, device):
@@ -213,84 +185,51 @@ def train_stack(
 ) -> list[Result]:
     """vae.train for several seeds of one arm at once; ``contexts`` are the seeds' runs.
 
-    Each seed's curves, test metrics, grids, checkpoints (a vae.TrainState) and
-    result are what its lone run records, to float tolerance. Seeds whose checkpoints stand at
-    different steps train as separate stacks; a seed that diverges is recorded as diverged and
-    drops out, the others go on (gans/stacked.py: ``in_step_groups``, ``check_seed``).
+    Each seed's curves, test metrics, grids, checkpoints (a vae.TrainState) and result are what
+    its lone run records, to float tolerance. Seeds whose checkpoints stand at different steps
+    train as separate stacks; a seed that diverges is recorded as diverged and drops out, the
+    others go on (suite/run/stacking.py: ``in_step_groups``, ``SeedRuns``).
     """
     if method != "vmap":
         raise ValueError(f"the VAE stacks with vmap only, not {method!r}")
     data = load_image_data(config.data, log=contexts[0].log).to(contexts[0].device)
-    steps_per_epoch = len(data.train) // config.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"{len(data.train)} training images is less than one batch")
-    train_group = functools.partial(_train_group, config, specs, data, steps_per_epoch)
-    return in_step_groups(contexts, train_group, single.TrainState)
+    single.steps_per_epoch(data, config)  # at least one batch, checked before any seed trains
+    train_group = functools.partial(_train_group, config, specs, data)
+    return in_step_groups(contexts, train_group, single.TrainState.load)
 
 
-def _train_group(config, specs, data, steps_per_epoch, contexts, states) -> list[Result]:
-    """One stack, from fresh or from checkpoints at the same step (vae.train's loop)."""
+def _train_group(config, specs, data, contexts, states) -> list[Result]:
+    """One stack, from fresh or from checkpoints at the same step (vae.train_seeds)."""
     device, seeds, channels = contexts[0].device, [c.seed for c in contexts], data.train.shape[1]
     saved_rngs = [ctx.saved_rng for ctx in contexts]
     stack, streams = build_stack(
         config, seeds, channels, len(data.train), device, states, saved_rngs
     )
     optimizers = build_stacked_optimizers(stack, specs, config)
-    role_params = stack.role_parameters(config.split_roles)
-    total_steps = steps_per_epoch * config.epochs
-    step, since_log = 0, 0
-    loss_sums = torch.zeros(len(seeds), device=device)  # each seed's loss since the last record
-    last_evals: list[dict[str, float]] = [{} for _ in seeds]
     if states[0] is not None:
         load_seed_optimizers(optimizers, [state.optimizers for state in states], stack)
-        step, since_log = states[0].step, states[0].since_log
-        loss_sums = torch.stack([state.loss_sums for state in states]).to(device)
-        last_evals = [state.last_eval for state in states]
     speed = single.speed_settings(config, device)
-    autocast = speed.autocast if speed.amp else None
-    eval_steps = steps_per_epoch * config.eval_every_epochs
-    live, outcomes = list(range(len(seeds))), {}
-    while step < total_steps and live:
-        kl_weight = single.kl_weight_at(step, total_steps, config)
-        loss_sums += train_step(stack, optimizers, data.train, streams, config, kl_weight, autocast)
-        step, since_log = step + 1, since_log + 1
-        for i in live:
-            contexts[i].progress(step, total_steps)
-        if step % config.log_every == 0 or step == total_steps:
-            losses = (loss_sums / since_log).tolist()
-            lrs = {f"train/lr_{role}": o.inner.lr for role, o in optimizers.items()}
-            for i in list(live):
-                record = {"train/loss": losses[i], "train/kl_weight": kl_weight, **lrs}
-                check_seed(contexts[i], step, live, outcomes, i, record, loss=losses[i])
-            loss_sums.zero_()
-            since_log = 0
-        if step % eval_steps == 0 or step == total_steps:
-            for i in list(live):
-                model = seed_model(stack, i, config, channels, device)
-                last_evals[i] = single.evaluate(model, data.test, config, contexts[i].seed)
-                if check_seed(contexts[i], step, live, outcomes, i, last_evals[i], **last_evals[i]):
-                    _save_seed(contexts[i], stack, optimizers, streams, i, step, loss_sums,
-                               since_log, last_evals[i], role_params)  # fmt: skip
-    for i in live:
-        ctx, model = contexts[i], seed_model(stack, i, config, channels, device)
-        artifacts = single.save_grids(model, data.test, config, ctx)
-        inner = {role: o.inner for role, o in optimizers.items()}
-        details = single.run_details(config, data, inner, steps_per_epoch, model.speed)
-        details["stacked"] = stack_details(stack.seeds, "vmap")
-        outcomes[i] = ctx.result(last_evals[i], details=details, artifacts=artifacts)
-    return [outcomes[i] for i in range(len(seeds))]
+    autocast = speed.autocast if speed.amp else None  # the lone runs' bf16 autocast, if any
+    role_params = stack.role_parameters(config.split_roles)
+    stacked = Stacked(stack, optimizers, streams, role_params, "vmap", data.train, config,
+                      autocast)  # fmt: skip
+    return single.train_seeds(stacked, config, data, contexts, states)
 
 
-def _save_seed(ctx, stack, optimizers, streams, i, step, loss_sums, since_log, last_eval,
-               role_params) -> None:  # fmt: skip
-    """Seed i's checkpoint: the vae.TrainState its lone run would save."""
-    state = single.TrainState(
-        weights=stack.seed_state_dict(i),
-        optimizers=seed_optimizers(optimizers, role_params, i, stack),
-        data_order=streams.orders[i].state_dict(),
-        loss_sums=loss_sums[i],
-        step=step,
-        since_log=since_log,
-        last_eval=last_eval,
-    )
-    ctx.save_checkpoint(state.state_dict(), rng=lone_rng(streams.generators[i]))
+@dataclasses.dataclass
+class Stacked(StackedSeeds):
+    """A stack as vae.train_seeds trains it: vae.Lone's methods for S seeds."""
+
+    images: torch.Tensor
+    """the training images (their channels and device are the seeds' models')."""
+    config: single.Config
+    autocast: object
+    """the lone runs' bf16 autocast, or None."""
+
+    def step(self, kl_weight: float) -> torch.Tensor:
+        return train_step(self.stack, self.optimizers, self.images, self.streams, self.config,
+                          kl_weight, self.autocast)  # fmt: skip
+
+    def seed_model(self, i: int) -> single.VAE:
+        channels, device = self.images.shape[1], str(self.images.device)
+        return seed_model(self.stack, i, self.config, channels, device)

@@ -29,6 +29,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from gans.data import DataOrder, ImageDataConfig, load_image_data, to_unit_range
+from gans.train_state import LoneSeed, resume_point
 from gans.train_state import TrainState as _TrainState
 from suite.optimizers import (
     OptimizerSpec,
@@ -40,6 +41,7 @@ from suite.optimizers import (
 from suite.result import Result
 from suite.run.context import RunContext
 from suite.run.device import SpeedSettings, speed_settings
+from suite.run.stacking import SeedRuns
 
 
 def _mnist_t10k() -> ImageDataConfig:
@@ -307,16 +309,37 @@ def forward_losses(vae: VAE, x: torch.Tensor, config: Config, eps: torch.Tensor 
     return recon, kl_to_standard_normal(mu, log_var), output
 
 
+def draw_inputs(batch: torch.Tensor, config: Config, stream: torch.Generator | None = None):
+    """A batch's model input and its reparameterization noise, drawn in a lone run's order: the
+    dequantization noise (Gaussian likelihood only) inside model_input, then eps for z.
+
+    :param stream: the generator to draw from; None: the global one (a lone run). A stack draws
+        each seed's from that seed's stream (vae/stacked.py).
+    """
+    noise = None
+    if config.likelihood == "gaussian":
+        noise = torch.rand(batch.shape, device=batch.device, generator=stream)
+    x = model_input(batch, config, noise)
+    eps = torch.randn(len(batch), config.latent_dim, device=batch.device, generator=stream)
+    return x, eps
+
+
 def train_step(vae, optimizers, images, config: Config, kl_weight: float) -> torch.Tensor:
     """One update of every role on the negative (KL-weighted) ELBO; returns the detached loss."""
-    x = model_input(images, config)
+    x, eps = draw_inputs(images, config)
     if vae.speed.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    recon, kl, _ = forward_losses(vae, x, config)
+    recon, kl, _ = forward_losses(vae, x, config, eps)
     loss = (recon + kl_weight * kl).mean()
+    return optimizer_step(optimizers, loss)
+
+
+def optimizer_step(optimizers: dict, loss: torch.Tensor) -> torch.Tensor:
+    """Every role's update on ``loss`` (a stack's: the sum of the seeds' losses, whose gradient
+    for seed i's parameters is seed i's own); returns the detached loss."""
     for optimizer in optimizers.values():
         optimizer.zero_grad()
-    loss.backward()
+    loss.sum().backward()
     for optimizer in optimizers.values():
         optimizer.step()
     return loss.detach()
@@ -361,6 +384,10 @@ def bits_per_dim(neg_elbo_nats: float, dims: int, config: Config) -> float | Non
 
 
 # --- the run ---------------------------------------------------------------------------------
+#
+# One loop trains a lone run and a stack of seeds (vae/stacked.py, ``suite run --stack-seeds``):
+# ``train_seeds`` gets a ``Lone`` VAE here, a ``stacked.Stacked`` there, with the same methods;
+# each seed checkpoints a TrainState in one format, so a stack resumes lone and the other way.
 
 
 def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:
@@ -368,47 +395,84 @@ def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> R
     data = load_image_data(config.data, log=ctx.log).to(ctx.device)
     vae = build(config, data.train.shape[1], ctx.device)
     optimizers = build_optimizers(vae, specs, config)
-    steps_per_epoch = len(data.train) // config.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"{len(data.train)} training images is less than one batch")
-    total_steps = steps_per_epoch * config.epochs
     order = DataOrder(len(data.train), config.batch_size, ctx.seed, ctx.device)
-    step, since_log = 0, 0
-    loss_sum = torch.zeros((), device=ctx.device)  # training loss since the last record
-    last_eval: dict[str, float] = {}
     saved = TrainState.load(ctx)
     if saved is not None:
         saved.restore(networks(vae), optimizers, order)
-        step, since_log, last_eval = saved.step, saved.since_log, saved.last_eval
-        loss_sum.copy_(saved.loss_sums)
     # After building (weight init draws): reparameterization and dequantization noise continue
     # from where the checkpoint left the global generators. The KL warm-up is a function of the
     # step, and evaluation draws from seeded generators of its own.
     ctx.restore_rng()
-    eval_steps = steps_per_epoch * config.eval_every_epochs
-    while step < total_steps:
+    lone = Lone(networks(vae), optimizers, order, vae, data.train, config)
+    (result,) = train_seeds(lone, config, data, [ctx], [saved])
+    return result
+
+
+def steps_per_epoch(data, config: Config) -> int:
+    steps = len(data.train) // config.batch_size
+    if steps < 1:
+        raise ValueError(f"{len(data.train)} training images is less than one batch")
+    return steps
+
+
+@dataclass
+class Lone(LoneSeed):
+    """A lone run as ``train_seeds`` trains it (vae/stacked.py: ``Stacked``, for S seeds)."""
+
+    vae: VAE
+    images: torch.Tensor
+    config: Config
+
+    def step(self, kl_weight: float) -> torch.Tensor:
+        batch = self.images[self.order.next()]
+        return train_step(self.vae, self.optimizers, batch, self.config, kl_weight)
+
+    def seed_model(self, i: int) -> VAE:
+        return self.vae
+
+
+def train_seeds(seeds, config: Config, data, contexts, states) -> list[Result]:
+    """The training loop of a lone run (``seeds``: a Lone) or of a stack (vae/stacked.py):
+    every seed's curves, test metrics, checkpoints and result, from fresh or from checkpoints at
+    one step (``states``: each seed's TrainState or None)."""
+    runs = SeedRuns(contexts, stacked=seeds.stacked is not None)
+    step, since_log, loss_sums, last_evals = resume_point(states, (), data.train.device)
+    total_steps = steps_per_epoch(data, config) * config.epochs
+    eval_steps = steps_per_epoch(data, config) * config.eval_every_epochs
+    while step < total_steps and runs.live:
         kl_weight = kl_weight_at(step, total_steps, config)
-        loss_sum += train_step(vae, optimizers, data.train[order.next()], config, kl_weight)
+        loss_sums += seeds.step(kl_weight)
         step, since_log = step + 1, since_log + 1
-        ctx.progress(step, total_steps)
+        runs.progress(step, total_steps)
         if step % config.log_every == 0 or step == total_steps:
-            loss = float(loss_sum) / since_log
-            ctx.check_finite(step, loss=loss)
-            metrics = {"train/loss": loss, "train/kl_weight": kl_weight}
-            metrics.update({f"train/lr_{role}": o.lr for role, o in optimizers.items()})
-            ctx.record(step, metrics)
-            loss_sum.zero_()
+            losses = [total / since_log for total in loss_sums.tolist()]
+            lrs = {f"train/lr_{role}": o.lr for role, o in seeds.optimizers.items()}
+            for i in list(runs.live):
+                record = {"train/loss": losses[i], "train/kl_weight": kl_weight, **lrs}
+                runs.check(i, step, record, loss=losses[i])
+            loss_sums.zero_()
             since_log = 0
         if step % eval_steps == 0 or step == total_steps:
-            last_eval = evaluate(vae, data.test, config, ctx.seed)
-            ctx.check_finite(step, **last_eval)
-            ctx.record(step, last_eval)
-            state = TrainState.capture(
-                networks(vae), optimizers, order, loss_sum, step, since_log, last_eval
-            )
-            ctx.save_checkpoint(state.state_dict())
-    artifacts = save_grids(vae, data.test, config, ctx)
-    details = run_details(config, data, optimizers, steps_per_epoch, vae.speed)
+            for i in list(runs.live):
+                ctx = contexts[i]
+                last_evals[i] = evaluate(seeds.seed_model(i), data.test, config, ctx.seed)
+                if runs.check(i, step, last_evals[i], **last_evals[i]):
+                    state = TrainState(**seeds.seed_state(i), loss_sums=loss_sums[i], step=step,
+                                       since_log=since_log, last_eval=last_evals[i])  # fmt: skip
+                    ctx.save_checkpoint(state.state_dict(), rng=seeds.rng(i))
+    for i in runs.live:
+        runs.outcomes[i] = seed_result(seeds, i, config, data, contexts[i], last_evals[i])
+    return runs.results()
+
+
+def seed_result(seeds, i: int, config: Config, data, ctx, last_eval) -> Result:
+    """Seed i's sample and reconstruction grids and result, at the end of training."""
+    model = seeds.seed_model(i)
+    artifacts = save_grids(model, data.test, config, ctx)
+    optimizers = seeds.role_optimizers()
+    details = run_details(config, data, optimizers, steps_per_epoch(data, config), model.speed)
+    if seeds.stacked is not None:
+        details["stacked"] = seeds.stacked
     return ctx.result(last_eval, details=details, artifacts=artifacts)
 
 

@@ -32,6 +32,16 @@ class LeadingSeedDimension:
         return torch.stack(tensors)
 
 
+@dataclasses.dataclass
+class SeedStreams:
+    """Per-seed data order and random stream, each what seed i's lone run would use."""
+
+    orders: list
+    """each seed's data order (gans/data.py DataOrder, at its checkpoint's position)."""
+    generators: list[torch.Generator]
+    """each seed's random stream (``continuing_stream``)."""
+
+
 def continuing_stream(seed: int, device: str, saved_rng: dict | None = None) -> torch.Generator:
     """The random stream seed ``seed``'s lone run draws flips, noise (or, for the VAE, its
     reparameterization noise) from after building.
@@ -101,6 +111,11 @@ class StackedOptimizer:
     def __init__(self, inner: RoleOptimizer, seeds: int, clip_grad_norm: float | None):
         self.inner, self.seeds, self.clip_grad_norm = inner, seeds, clip_grad_norm
         self.last_grad_norms: torch.Tensor | None = None
+
+    @property
+    def lr(self) -> float:
+        """The role's current learning rate (every seed's: they share the schedule)."""
+        return self.inner.lr
 
     def zero_grad(self) -> None:
         self.inner.zero_grad()
@@ -217,17 +232,19 @@ def parameter_sums(stack, params: list[torch.Tensor]) -> torch.Tensor:
     )
 
 
-def in_step_groups(contexts: list[RunContext], train_group, state_class) -> list[Result]:
+def in_step_groups(contexts: list[RunContext], train_group, load, step=None) -> list[Result]:
     """Load each seed's checkpoint and train the seeds that stand at the same step as one stack
     (``train_group(contexts, states) -> results``); results in the order of ``contexts``.
 
-    :param state_class: the model's checkpoint (a gans/train_state.py TrainState): its ``load``
-        reads a run's checkpoint, and ``train_group`` gets these objects (or None).
+    :param load: ``load(ctx) -> state or None``: the seed's checkpoint (gans/train_state.py
+        ``TrainState.load``); ``train_group`` gets these states.
+    :param step: ``step(state) -> int``: the step a state stands at (default ``state.step``).
     """
-    states = [state_class.load(ctx) for ctx in contexts]
+    step = step or (lambda state: state.step)
+    states = [load(ctx) for ctx in contexts]
     by_step: dict[int, list[int]] = {}
     for index, state in enumerate(states):
-        by_step.setdefault(0 if state is None else state.step, []).append(index)
+        by_step.setdefault(0 if state is None else step(state), []).append(index)
     results: dict[int, Result] = {}
     for indices in by_step.values():
         group = train_group([contexts[i] for i in indices], [states[i] for i in indices])
@@ -235,17 +252,40 @@ def in_step_groups(contexts: list[RunContext], train_group, state_class) -> list
     return [results[i] for i in range(len(contexts))]
 
 
-def check_seed(ctx, step, live, outcomes, i, record, **values) -> bool:
-    """Record seed i's ``record`` if ``values`` are finite; else record it as diverged."""
-    try:
-        ctx.check_finite(step, **values)
-    except Diverged as diverged:
-        outcomes[i] = ctx.diverged_result(diverged)
-        live.remove(i)
-        return False
-    if record is not None:
-        ctx.record(step, record)
-    return True
+class SeedRuns:
+    """The runs one training loop trains, a lone run or the seeds of a stack: which of them are
+    still training (``live``) and the results of those that ended (``outcomes``)."""
+
+    def __init__(self, contexts: list[RunContext], stacked: bool):
+        """:param stacked: a stacked seed that diverges is recorded and drops out while the
+        others go on; a lone run's divergence raises Diverged (the worker records it)."""
+        self.contexts, self.stacked = contexts, stacked
+        self.live = list(range(len(contexts)))
+        self.outcomes: dict[int, Result] = {}
+
+    def progress(self, step: int, total: int) -> None:
+        for i in self.live:
+            self.contexts[i].progress(step, total)
+
+    def check(self, i: int, step: int, record: dict | None = None, **values) -> bool:
+        """Record seed i's ``record`` and say True if ``values`` are finite; else seed i has
+        diverged (see ``stacked``)."""
+        ctx = self.contexts[i]
+        try:
+            ctx.check_finite(step, **values)
+        except Diverged as diverged:
+            if not self.stacked:
+                raise
+            self.outcomes[i] = ctx.diverged_result(diverged)
+            self.live.remove(i)
+            return False
+        if record is not None:
+            ctx.record(step, record)
+        return True
+
+    def results(self) -> list[Result]:
+        """Every seed's result, in the order of the contexts."""
+        return [self.outcomes[i] for i in range(len(self.contexts))]
 
 
 def stack_details(seeds: int, method: str) -> dict:
