@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from suite.errors import ConfigError
-from suite.result import RunSpec, task_identity
+from suite.result import RunSpec, settings_identity
 from suite.schema import coerce, from_dict, parse_yaml, read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -573,18 +572,9 @@ def select_results(experiment: Experiment, store) -> list:
 
     :param store: a suite.store.Store.
     """
-    wanted = {}
-    for run in expand(experiment):
-        wanted[run.arm] = _canonical(
-            {"task": task_identity(run.task), "optimizers": run.optimizers}
-        )
+    wanted = {run.arm: settings_identity(run.task, run.optimizers) for run in expand(experiment)}
     return [
         result
         for result in store.results(experiment.name, experiment.budget)
-        if wanted.get(result.arm)
-        == _canonical({"task": task_identity(result.task), "optimizers": result.optimizers})
+        if wanted.get(result.arm) == settings_identity(result.task, result.optimizers)
     ]
-
-
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

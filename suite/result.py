@@ -28,6 +28,18 @@ def task_identity(task: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in task.items() if k not in NOT_IN_IDENTITY}
 
 
+def settings_identity(task: dict[str, Any], optimizers: dict[str, Any]) -> str:
+    """What identifies an arm's runs but the seed: its task (``task_identity``) and optimizer
+    specs, as canonical text. Everything that selects, resumes or tunes runs compares this (or
+    ``RunSpec.run_id``, its hash with the seed and names): one rule for all."""
+    return canonical({"task": task_identity(task), "optimizers": optimizers})
+
+
+def canonical(obj: Any) -> str:
+    """JSON with sorted keys and no spaces: equal settings give equal text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One cell of the grid: an arm of an experiment at one budget and seed."""
@@ -44,8 +56,7 @@ class RunSpec:
     def run_id(self) -> str:
         """Stable id: a hash of the resolved config and seed (same config -> same run)."""
         fields = {**asdict(self), "task": task_identity(self.task)}
-        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return hashlib.sha256(canonical(fields).encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:

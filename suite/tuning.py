@@ -68,7 +68,6 @@ rebuilds the same trials.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -76,7 +75,7 @@ from typing import Any, Literal
 import numpy as np
 
 from suite.errors import ConfigError
-from suite.result import FINISHED, Result, RunSpec
+from suite.result import FINISHED, Result, RunSpec, settings_identity
 
 ALL_ROLES = "all_roles"
 SPACE_KINDS = ("log_range", "log_uniform", "uniform")
@@ -646,17 +645,14 @@ def tuned_results(experiment, plan: Plan, selection, store, documented: list[Res
     wanted = {}
     for run in evaluation_runs(experiment, plan, selection):
         if run.arm.endswith(TUNED_MARK):
-            wanted[run.arm] = _config_key(run.task, run.optimizers)
+            wanted[run.arm] = settings_identity(run.task, run.optimizers)
     same = {arm for arm, chosen in selection.items() if selected_documented(experiment, chosen)}
     out = [r for r in documented if r.arm not in plan.trials or r.arm in same]
     for r in store.results(experiment.name, experiment.budget):
-        if wanted.get(r.arm) == _config_key(r.task, r.optimizers) and r.seed not in plan.seeds:
+        selected = wanted.get(r.arm) == settings_identity(r.task, r.optimizers)
+        if selected and r.seed not in plan.seeds:
             out.append(dataclasses.replace(r, arm=r.arm[: -len(TUNED_MARK)]))
     return out
-
-
-def _config_key(task: dict, optimizers: dict) -> str:
-    return json.dumps({"task": task, "optimizers": optimizers}, sort_keys=True, default=str)
 
 
 def run_tuned(experiment, store, settings, grid, make_display) -> dict[str, int]:

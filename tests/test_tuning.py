@@ -4,6 +4,7 @@ bad input through the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -553,3 +554,21 @@ def expand_runs(experiment):
     from suite.config import expand
 
     return expand(experiment)
+
+
+def test_a_tuned_run_recorded_under_another_cuda_graphs_setting_is_still_selected(tmp_path):
+    # cuda_graphs changes speed, not results (suite.result.NOT_IN_IDENTITY): the tuned comparison
+    # finds adam@tuned's runs recorded with it switched, as the run id and the report do.
+    experiment = experiment_with(section())
+    plan = tuning.build_plan(experiment)
+    chosen = tuning.select(plan, constructed_results(experiment, plan))
+    tuned = [r for r in tuning.evaluation_runs(experiment, plan, chosen) if r.arm == "adam@tuned"]
+    store = Store(tmp_path)
+    store.register(tuned)
+    for run in tuned:
+        graphs = not run.task.get("cuda_graphs", True)
+        switched = dataclasses.replace(run, task={**run.task, "cuda_graphs": graphs})
+        assert switched.run_id == run.run_id
+        store.save_result(switched, fake_result(switched, 7.0))
+    results = tuning.tuned_results(experiment, plan, chosen, store, [])
+    assert sorted((r.arm, r.seed) for r in results) == [("adam", seed) for seed in experiment.seeds]
