@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from suite.errors import ConfigError
+from suite.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 TORCHVISION_SOURCES = ("cifar10", "mnist", "fashion_mnist", "celeba")
 
@@ -100,6 +100,14 @@ class ImageDataConfig:
         for name in ("max_train", "max_test"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1")
+
+    def missing_data(self) -> str | None:
+        """Why the data cannot be read (the path does not exist: how to get it), or None; the
+        CLI asks before a grid runs (suite/config.py check_data_paths)."""
+        if self.source in TORCHVISION_SOURCES:
+            return None
+        path = resolve_path(str(self.path))
+        return None if path.exists() else f"data not found at {path}: {HOW_TO_GET[self.source]}"
 
     @property
     def name(self) -> str:

@@ -238,7 +238,7 @@ def _load(args) -> Any:
 
 def cmd_run(args) -> int:
     with deferred_interrupt():  # torch, the trainer and SB3 import here
-        from suite.config import expand
+        from suite.config import check_data_paths, expand
         from suite.report.build import print_summary, write_report
         from suite.report.tuning import print_tuning
         from suite.run import GridSettings, executor
@@ -271,9 +271,9 @@ def cmd_run(args) -> int:
     grid = executor(args.executor)
     _check_reference(experiment, args.reference)
     try:
-        _check_data_paths(experiment.task)
+        check_data_paths(experiment.task)
         for arm, task in experiment.arm_tasks.items():
-            _check_data_paths(task, f"arms.{arm}.task")
+            check_data_paths(task, f"arms.{arm}.task")
     except ConfigError as error:
         error.file = str(experiment.path)
         raise
@@ -361,24 +361,6 @@ def _check_recorded_results(experiment, store) -> None:
     done = [r for r in select_results(experiment, store) if r.status == "done"]
     if done:
         _check_recorded(experiment, done[0].metrics)
-
-
-def _check_data_paths(task: Any, key: str = "task") -> None:
-    """A missing data file or folder is an error now, not in every run (gans/data.py
-    ImageDataConfig; only `run` checks, so `show` and `list` work without the data)."""
-    data = sys.modules.get("gans.data")  # imported by the trainer when it reads images
-    if data is None or not dataclasses.is_dataclass(task):
-        return
-    for f in dataclasses.fields(task):
-        value, where = getattr(task, f.name), f"{key}.{f.name}"
-        if isinstance(value, data.ImageDataConfig):
-            if value.source not in data.TORCHVISION_SOURCES:
-                path = data.resolve_path(str(value.path))
-                if not path.exists():
-                    message = f"data not found at {path}: {data.HOW_TO_GET[value.source]}"
-                    raise ConfigError(message, key=f"{where}.path")
-        elif dataclasses.is_dataclass(value):
-            _check_data_paths(value, where)
 
 
 def _check_reference(experiment, reference: str | None) -> None:

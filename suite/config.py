@@ -30,15 +30,15 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from suite.errors import ConfigError
+from suite.paths import PROJECT_ROOT
 from suite.result import RunSpec, settings_identity
 from suite.schema import coerce, from_dict, parse_yaml, read_yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "configs"
 OPTIMIZER_SET_DIR = CONFIG_DIR / "optimizers"
 BUDGETS = ("smoke", "quick", "full")
@@ -578,3 +578,20 @@ def select_results(experiment: Experiment, store) -> list:
         for result in store.results(experiment.name, experiment.budget)
         if wanted.get(result.arm) == settings_identity(result.task, result.optimizers)
     ]
+
+
+def check_data_paths(task: Any, key: str = "task") -> None:
+    """A missing data file or folder is an error now, not in every run (only ``run`` checks, so
+    ``show`` and ``list`` work without the data). Each settings object in the task that can tell
+    is asked: ``missing_data() -> message or None`` (gans/data.py ImageDataConfig)."""
+    if not is_dataclass(task):
+        return
+    for f in fields(task):
+        value, where = getattr(task, f.name), f"{key}.{f.name}"
+        missing = getattr(value, "missing_data", None)
+        if callable(missing):
+            message = missing()
+            if message is not None:
+                raise ConfigError(message, key=f"{where}.path")
+        elif is_dataclass(value):
+            check_data_paths(value, where)

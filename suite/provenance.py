@@ -10,7 +10,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from suite.config import PROJECT_ROOT
+from suite.paths import PROJECT_ROOT
 
 PACKAGES = (
     "suite",

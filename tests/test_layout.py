@@ -6,7 +6,10 @@
   Diverged), ``suite.run.device`` and ``suite.run.stacking``, never the worker, the process pool,
   the executors, the CLI, experiment loading, the judge or the reports;
 - nothing in ``suite/`` imports a trainer package: trainers are reached through the trainer
-  table (suite/trainers.py), by module name.
+  table (suite/trainers.py), by module name;
+- modules are imported by name (``importlib.import_module``, ``__import__``) or looked up in
+  ``sys.modules`` only by the hand-written tables (``DYNAMIC_IMPORTERS``), so the checks above
+  see every import.
 """
 
 from __future__ import annotations
@@ -24,11 +27,15 @@ TRAINER_MAY_IMPORT = (
     "suite.result",
     "suite.store",  # write_atomic for caches (gans/scores.py)
     "suite.optimizers",
+    "suite.paths",  # PROJECT_ROOT, for data paths relative to the repository
     "suite.run.context",
     "suite.run.device",
     "suite.run.graphs",  # CapturedStep: a trainer's whole step as a CUDA graph
     "suite.run.stacking",
 )
+
+# The tables that import modules by name: trainers, optimizers (and custom classes), executors.
+DYNAMIC_IMPORTERS = ("suite.trainers", "suite.optimizers", "suite.run")
 
 
 def module_name(path: Path) -> str:
@@ -137,3 +144,55 @@ def test_suite_reaches_trainers_only_through_the_trainer_table():
         if target.split(".")[0] in TRAINER_PACKAGES
     ]
     assert upward == []
+
+
+def dynamic_imports(path: Path) -> list[str]:
+    """Where ``path`` imports a module by name or reads ``sys.modules`` (line: what)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            called = node.func
+            name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+            if name in ("import_module", "__import__"):
+                found.append(f"{node.lineno}: {name}")
+        elif _is_sys_modules(node):
+            found.append(f"{node.lineno}: sys.modules")
+    return sorted(found, key=lambda where: int(where.split(":")[0]))
+
+
+def _is_sys_modules(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "modules"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    )
+
+
+def test_dynamic_import_finder_finds_each_way(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(
+        "import importlib, sys\n"
+        "from importlib import import_module\n"
+        "a = importlib.import_module('gans.data')\n"
+        "b = import_module('gans.data')\n"
+        "c = __import__('gans.data')\n"
+        "d = sys.modules.get('gans.data')\n"
+        "e = importlib.util.find_spec('gans')\n"
+    )
+    assert dynamic_imports(path) == [
+        "3: import_module",
+        "4: import_module",
+        "5: __import__",
+        "6: sys.modules",
+    ]
+
+
+def test_only_the_tables_import_modules_by_name():
+    hidden = [
+        f"{name}:{where}"
+        for name, path in project_modules().items()
+        if name not in DYNAMIC_IMPORTERS
+        for where in dynamic_imports(path)
+    ]
+    assert hidden == []
