@@ -1,68 +1,9 @@
-"""Tuning at an equal budget: search each arm's settings with the same number of trials, select
-on tuning seeds, then evaluate the selected settings on the evaluation seeds.
+"""Tuning at an equal budget (``suite run EXP --tuned``): every arm's optimizer settings are
+searched with the same number of trials on tuning seeds, each arm's best trial is selected, and
+the selected settings are evaluated on the evaluation seeds as arms ``ARM@tuned``.
 
-A claim "optimizer A beats optimizer B" means little when B ran at a learning rate nobody tuned.
-The optimizer-benchmarking literature compares optimizers at an equal tuning budget: DeepOBS
-(Schneider et al. 2019, Sec. 3) tunes the learning rate on a log grid and reruns the best setting
-on fresh seeds; AlgoPerf (Dahl et al. 2023, Sec. 4) gives every submission the same number of
-quasi-random trials; Schmidt et al. 2021 ("Descending through a crowded valley") and Sivaprasad
-et al. 2020 compare optimizers as a function of that budget. An experiment file's ``tuning``
-section does this for its arms::
-
-    tuning:
-      search:                        # arm -> role -> field -> space
-        adam: {q: {lr: {log_uniform: [1.0e-4, 1.0e-2]}}}
-        sgd_momentum: {q: {lr: {log_range: [1.0e-4, 1.0e-1]}}}
-        # all_roles: {lr: {log_uniform: [1.0e-5, 1.0e-1]}}   # every arm and role
-      trials: 5                      # per arm, the same for every arm ...
-      trials_per_arm: {}             # ... unless this says otherwise (the report says so)
-      seeds: [100, 101]              # tuning seeds: disjoint from the evaluation seeds
-      budget: quick                  # the budget tier the trials run at ...
-      task: {total_timesteps: 15000} # ... with these task settings over it (optional)
-      select: {metric: eval/return_auc, direction: higher, rule: mean}
-
-Spaces (a *field* is a key of the role's optimizer spec, dotted for nested keys: ``lr``,
-``clip_grad_norm``, ``kwargs.momentum``, ``schedule.kwargs.eta_min``):
-
-- a list of values: trial i takes the i-th value, so the list holds one value per trial;
-- ``{log_range: [low, high]}``: a log-spaced grid of the arm's trial count, low to high;
-- ``{log_uniform: [low, high]}`` / ``{uniform: [low, high]}``: quasi-random, from a scrambled
-  Halton sequence with a fixed seed (Owen scrambling, scipy.stats.qmc), so trials are the same on
-  every machine. The quasi-random fields of one arm are the dimensions of one sequence, so they
-  vary independently; every arm draws the same points of the unit cube (each mapped into its own
-  box), so no arm is luckier in its draws.
-
-Grid spaces (lists, ``log_range``) of one arm advance together: two roles' ``lr`` on
-``log_range`` are searched *tied* (trial i gives both the i-th grid value). ``all_roles`` under
-``search`` applies to every arm and role, under an arm to each of its roles; an arm's own entry
-for a field wins. Sampled values are rounded to 4 significant digits, so a trial's settings are
-short to read and its run id does not depend on the last bits of a float.
-
-Phases (``python -m suite run EXP --tuned``; ``run EXP`` alone keeps the documented settings):
-
-1. **Trials.** Each trial is an ordinary run (RunSpec) named ``ARM@tNN`` whose optimizer spec
-   holds the trial's settings, at the tuning budget and tuning seeds. They go through the same
-   runner as any grid (``suite.run.executor(...).execute_grid``: parallel, resumable,
-   ``--stack-seeds`` and Ray where those apply), so an interrupted tuning resumes and a finished
-   trial is never repeated: its id is a hash of its settings.
-2. **Selection.** Each arm's trials are ranked by the mean of the selection metric over the
-   tuning seeds (``rule: mean``). A trial loses to every trial with fewer *bad* seeds, where a
-   seed is bad if its run diverged or failed, its metric is missing or not finite, or it is
-   degenerate (a ``*/collapsed`` metric above 0: a GAN whose samples are all alike). Ties go
-   to the lower trial number. The default metric and direction are the first claim's, else the
-   experiment's first metric, higher is better. Evaluation seeds never enter: the tuning seeds
-   must be disjoint from them (checked at load) and only trial runs are read.
-3. **Evaluation.** The selected settings run on the evaluation seeds at the experiment's budget
-   as arms named ``ARM@tuned`` (their ids differ from the documented arms' because their specs
-   do); arms without a search keep their documented runs, and so does an arm whose selected
-   setting is its documented one (the same runs: nothing is trained twice). The documented grid runs too, so a
-   report shows each claim twice: as documented and tuned at an equal budget of N trials
-   (suite/report/tuning.py).
-
-``--set task.*`` applies to trials and evaluation runs alike (a smaller model or shorter run for
-a CPU budget changes both); ``tuning.task`` then applies to the trials only (``--set
-tuning.task.total_timesteps=...`` changes them alone). The report, built with the same ``--set``,
-rebuilds the same trials.
+The ``tuning:`` section is shown in the README; its spaces, the selection rule and the three
+phases (trials, selection, evaluation) are in docs/design.md, "Tuning at an equal budget".
 """
 
 from __future__ import annotations
