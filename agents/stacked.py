@@ -1,65 +1,11 @@
-"""Many seeds of one SAC or DQN arm in one process (``suite run --stack-seeds``).
+"""Many seeds of one SAC or DQN arm in one process (``suite run --stack-seeds``): the suite's
+own SAC and DQN over a seed dimension (batched matmuls; grouped convolutions for the CNNs),
+written to follow stable-baselines3's algorithms and defaults. **This is not stable-baselines3**:
+results record ``details.implementation``. Seed i of a stack trains as a stack of one seed i
+(tests/test_rl_stacked.py).
 
-One stable-baselines3 run is one process doing tiny updates; most of its time is Python and
-per-call overhead, not arithmetic. Here the S seeds of an arm train together: every network is
-one set of weight tensors with a leading seed dimension, run by batched matrix products
-(``torch.baddbmm``), so acting is one forward for all seeds and one update trains every seed and
-role. Each seed keeps its own weights, target networks, optimizer state, replay buffer (one
-preallocated tensor per field, seed-major), environment (one ``gymnasium.vector.SyncVectorEnv``
-over the seeds' own environments, each made and seeded by agents/common.py ``make_env`` as its
-lone run's is), evaluation environment and random stream. Nothing is shared between seeds but the
-kernels: seed i of a stack trains as a stack of one seed i (tests/test_rl_stacked.py).
-
-**This is not stable-baselines3.** It is the suite's own SAC and DQN, written to follow SB3's
-algorithms and defaults (CleanRL's ``sac_continuous_action.py`` and ``dqn.py`` are the compact
-references), and results record ``details.implementation`` so a reader can tell them apart:
-
-- SAC (Haarnoja et al. 2018a/b; SB3 ``SAC.train``): twin Q-networks and their Polyak-averaged
-  targets (tau), actor with a state-dependent Gaussian, log std clamped to [-20, 2], tanh
-  squashing with the log-probability correction ``log(1 - tanh(u)^2 + 1e-6)``, learned entropy
-  coefficient towards target entropy -dim(A) (``ent_coef: auto``; its loss and step come first,
-  as in SB3), critic loss 0.5 * the sum of the two MSEs, actor loss ``alpha log pi - min Q``,
-  uniformly random actions for ``learning_starts`` steps, ``gradient_steps`` updates every
-  ``train_freq`` steps once past ``learning_starts``.
-- DQN (Mnih et al. 2015; SB3 ``DQN``): epsilon linear from 1 to ``exploration_final_eps`` over
-  ``exploration_fraction`` of the budget, random actions before ``learning_starts``, target copy
-  every ``target_update_interval`` environment steps, Huber or MSE TD loss, MLP, MinAtar or
-  Nature CNN Q-network (agents/networks.py; each conv layer one grouped convolution over the
-  seeds; Atari frames divided by 255 as SB3's CnnPolicy does).
-- Shared with the lone trainers: the Config classes (experiment files work unchanged), the role
-  specs (class, lr, schedule, Lookahead, clipping, per seed), the evaluation protocol
-  (agents/common.py: greedy episodes on an environment seeded ``eval_seed(seed)``, every
-  ``eval_every`` steps, reset at the start of each evaluation) and the final metrics
-  (``final_metrics``), under the same metric names.
-
-Differences from SB3, known and accepted: the initial weights are drawn from each seed's own
-generator (PyTorch's default Linear initialization, the distribution SB3's SAC and DQN networks
-use, but not SB3's draws); replay indices and policy noise come from that generator, not numpy's
-global one; the first observation comes from a second (unseeded) reset after ``make_env``'s seeded
-one; n-step returns are not implemented; the Atari replay stores each frame once (agents/replay.py
-``FrameRing``, the idea of SB3's ``optimize_memory_usage``, keeping truncated episodes' final
-observations, which SB3's drops). A diverged seed is
-detected at the next evaluation (parameters and last losses), where the lone DQN stops at the
-first non-finite TD loss. K-FAC (the ``kfac`` and ``kfac_adam`` rows) is batched over the seeds
-(agents/stacked_kfac.py); other optimizers that mix seeds are refused (suite/optimizers:
-``check_stackable``), as is K-FAC on the CNNs.
-
-On CUDA the update (every seed and role, optimizer steps, clipping, Polyak averaging) and the
-batch of acting run as CUDA graphs (``task.cuda_graphs``; ``CapturedCalls`` over
-suite/run/graphs.py's CapturedStep):
-the seeds' random draws are made on the host side, from the same generators in the same order,
-so a graph run draws what an eager one does. A role whose spec a graph would freeze (K-FAC, a
-schedule, Lookahead: suite.optimizers ``capture_blockers``) keeps the stack eager; each result
-says which (``details.cuda_graphs``: 'on' or 'off: <why>').
-
-Checkpoints are per seed, in this module's format (``stack-checkpoint.pt`` and
-``stack-envs.pkl`` in the seed's run directory; Atari envs cannot be pickled, and resume then
-restarts them, as the lone trainer's does): an interrupted stack resumes stacked (seeds at
-different steps as separate stacks); a seed run later without ``--stack-seeds`` resumes with this
-module as a stack of one (``resume_method``, called by suite/run/worker.py), since the lone
-trainer's checkpoint is an SB3 model and cannot take this one; the other way round, a seed whose
-lone run was interrupted goes on lone when its grid is run with ``--stack-seeds``
-(``resumes_lone``), and its stack-mates train as the stack.
+What it shares with the lone trainers, its known differences from SB3, its CUDA graphs and its
+checkpoints (``resume_method``, ``resumes_lone``): docs/design.md, "RL stacks (SAC, DQN)".
 """
 
 from __future__ import annotations
