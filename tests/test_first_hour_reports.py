@@ -307,3 +307,12 @@ def test_stacked_seeds_do_not_pool_with_lone_runs_of_another_implementation(tmp_
     assert "arms.adam: its finished runs are lone (stable-baselines3)" in line
     assert "stacked (agents/stacked.py)" in line and "run without --stack-seeds" in line
     assert files_under(tmp_path / "quickstart" / "smoke" / "adam") == before
+
+
+def test_a_missing_schedule_argument_is_blamed_on_the_schedule(capsys):
+    code, _, err = run_cli(
+        ["show", "quickstart", "--set", "arms.adam.q.schedule.name=cosine"], capsys
+    )
+    assert code == 2
+    line = one_line_error(err)
+    assert "arms.adam.q.schedule.kwargs: schedule 'cosine'" in line and "'T_max'" in line

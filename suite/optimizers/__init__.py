@@ -402,7 +402,7 @@ def validate_spec(spec: OptimizerSpec) -> None:
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - any rejection is a bad setting, in one line
-        if spec.schedule is not None and _mentions_schedule(error):
+        if spec.schedule is not None and _mentions_schedule(error, spec.schedule.name):
             raise ConfigError(
                 f"schedule {spec.schedule.name!r} rejects its kwargs: {error}",
                 key="schedule.kwargs",
@@ -412,9 +412,11 @@ def validate_spec(spec: OptimizerSpec) -> None:
         ) from None
 
 
-def _mentions_schedule(error: Exception) -> bool:
+def _mentions_schedule(error: Exception, name: str) -> bool:
+    # A missing argument fails at the call, before any frame of the schedule: the message names it.
     frames = traceback.extract_tb(error.__traceback__)
-    return any("lr_scheduler" in frame.filename for frame in frames)
+    named = f"{SCHEDULES[name].__name__}.__init__()" in str(error)
+    return named or any("lr_scheduler" in frame.filename for frame in frames)
 
 
 class RoleOptimizer:
