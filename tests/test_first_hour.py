@@ -247,14 +247,17 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, phase):
 
 
 @pytest.mark.parametrize("what", ["optimizers", "experiments"])
-def test_list_wraps_to_the_terminal_without_cutting_words(what):
+def test_list_wraps_to_the_terminal_without_cutting_words(what, capsys, monkeypatch):
+    # In this process: the width comes from $COLUMNS, and captured output is not a terminal,
+    # as a pipe is not (suite/report/listing.py: terminal_width).
     def listing(*args: str, columns: str = "") -> str:
-        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-        env.update({"COLUMNS": columns} if columns else {})
-        command = [sys.executable, "-m", "suite", "list", what, *args]
-        completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
-        assert completed.returncode == 0, completed.stderr
-        return completed.stdout
+        if columns:
+            monkeypatch.setenv("COLUMNS", columns)
+        else:
+            monkeypatch.delenv("COLUMNS", raising=False)
+        code, out, err = run_cli(["list", what, *args], capsys)
+        assert code == 0, err
+        return out
 
     words = {
         w for row in json.loads(listing("--json")) for v in row.values() for w in str(v).split()
