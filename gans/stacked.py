@@ -45,8 +45,8 @@ from suite.result import Result
 from suite.run.context import RunContext
 from suite.run.device import SpeedSettings, speed_settings
 from suite.run.stacking import (
-    LeadingSeedDimension,
     SeedStreams,
+    StackedModules,
     StackedOptimizer,
     build_stacked_optimizers,
     in_step_groups,
@@ -180,7 +180,7 @@ def _float32_batch_norms(module: nn.Module) -> nn.Module:
     return module
 
 
-class VmapStack(LeadingSeedDimension):
+class VmapStack(StackedModules):
     """S DCGANs as stacked parameters run by torch.func.vmap over dcgan's own modules."""
 
     def __init__(
@@ -201,14 +201,6 @@ class VmapStack(LeadingSeedDimension):
             self.skeletons[role] = skeleton
             self.calls[role] = torch.func.vmap(functools.partial(_call, skeleton))
 
-    def to(self, device: str) -> VmapStack:
-        for params, buffers in self.state.values():
-            for group in (params, buffers):
-                for name, tensor in group.items():
-                    moved = tensor.detach().to(device)
-                    group[name] = moved.requires_grad_(tensor.requires_grad)
-        return self
-
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.calls["generator"](*self.state["generator"], z)
 
@@ -217,16 +209,6 @@ class VmapStack(LeadingSeedDimension):
 
     def role_parameters(self) -> dict[str, list[torch.Tensor]]:
         return {role: list(params.values()) for role, (params, _) in self.state.items()}
-
-    def seed_state_dict(self, seed_index: int) -> dict[str, dict[str, torch.Tensor]]:
-        return {
-            role: {
-                name: t[seed_index].detach().clone()
-                for group in groups
-                for name, t in group.items()
-            }
-            for role, groups in self.state.items()
-        }
 
 
 def _call(module: nn.Module, params, buffers, x: torch.Tensor) -> torch.Tensor:

@@ -36,8 +36,8 @@ from suite.optimizers import OptimizerSpec
 from suite.result import Result
 from suite.run.context import RunContext
 from suite.run.stacking import (
-    LeadingSeedDimension,
     SeedStreams,
+    StackedModules,
     StackedOptimizer,
     in_step_groups,
     load_seed_optimizers,
@@ -47,7 +47,7 @@ from suite.run.stacking import (
 from vae import vae as single
 
 
-class VaeStack(LeadingSeedDimension):
+class VaeStack(StackedModules):
     """S VAEs as stacked parameters, run by torch.func.vmap over vae.py's own modules."""
 
     def __init__(self, encoders: list[nn.Module], decoders: list[nn.Module]):
@@ -58,14 +58,6 @@ class VaeStack(LeadingSeedDimension):
             self.state[role] = torch.func.stack_module_state(modules)
             self.skeletons[role] = copy.deepcopy(modules[0]).to("meta")
 
-    def to(self, device: str) -> VaeStack:
-        for params, buffers in self.state.values():
-            for group in (params, buffers):
-                for name, tensor in group.items():
-                    moved = tensor.detach().to(device)
-                    group[name] = moved.requires_grad_(tensor.requires_grad)
-        return self
-
     def role_parameters(self, split_roles: bool) -> dict[str, list[torch.Tensor]]:
         """Parameters per optimizer role, as vae.build_optimizers splits them."""
         encoder = list(self.state["encoder"][0].values())
@@ -73,17 +65,6 @@ class VaeStack(LeadingSeedDimension):
         if split_roles:
             return {"encoder": encoder, "decoder": decoder}
         return {"model": encoder + decoder}
-
-    def seed_state_dict(self, seed_index: int) -> dict[str, dict[str, torch.Tensor]]:
-        """Seed ``seed_index``'s weights as vae.py encoder/decoder state dicts."""
-        return {
-            role: {
-                name: t[seed_index].detach().clone()
-                for group in groups
-                for name, t in group.items()
-            }
-            for role, groups in self.state.items()
-        }
 
 
 def build_stack(

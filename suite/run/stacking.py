@@ -32,6 +32,32 @@ class LeadingSeedDimension:
         return torch.stack(tensors)
 
 
+class StackedModules(LeadingSeedDimension):
+    """A stack made by torch.func.stack_module_state (gans/stacked.py VmapStack, vae/stacked.py
+    VaeStack): ``state`` maps each network to its stacked (parameters, buffers), seed first."""
+
+    state: dict[str, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]
+
+    def to(self, device: str):
+        for params, buffers in self.state.values():
+            for group in (params, buffers):
+                for name, tensor in group.items():
+                    moved = tensor.detach().to(device)
+                    group[name] = moved.requires_grad_(tensor.requires_grad)
+        return self
+
+    def seed_state_dict(self, seed_index: int) -> dict[str, dict[str, torch.Tensor]]:
+        """Seed ``seed_index``'s weights and buffers as its lone networks' state dicts."""
+        return {
+            network: {
+                name: t[seed_index].detach().clone()
+                for group in groups
+                for name, t in group.items()
+            }
+            for network, groups in self.state.items()
+        }
+
+
 @dataclasses.dataclass
 class SeedStreams:
     """Per-seed data order and random stream, each what seed i's lone run would use."""
