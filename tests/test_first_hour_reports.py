@@ -5,9 +5,6 @@ names no run records, duplicate YAML keys, `report` where nothing ran, smoke tun
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -122,34 +119,41 @@ def test_a_metric_the_trainer_does_not_declare_fails_at_validation(tmp_path, cap
     assert not any(tmp_path.iterdir())
 
 
-def test_a_claim_metric_no_run_records_fails_at_the_end_of_the_first_run(tmp_path):
+def test_a_claim_metric_no_run_records_fails_at_the_end_of_the_first_run(
+    tmp_path, capsys, monkeypatch
+):
     # The example trainer without its recorded_metrics declaration: known only once a run ends.
     source = (ROOT / "examples" / "tiny_classifier.py").read_text()
     start = source.index("def recorded_metrics")
     end = source.index("def train(")
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "__init__.py").write_text("")
-    (tmp_path / "mine" / "undeclared.py").write_text(source[:start] + source[end:])
+    package = tmp_path / "issue26_trainers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "undeclared.py").write_text(source[:start] + source[end:])
+    monkeypatch.syspath_prepend(str(tmp_path))  # run processes get this process's sys.path
     claim = (
         "claims:\n  - {id: c, statement: s, metric: train/loss, direction: lower, "
         "arm: adam, baseline: sgd_body}\n"
     )
-    text = EXAMPLE.read_text().replace("examples.tiny_classifier", "mine.undeclared")
+    text = EXAMPLE.read_text().replace("examples.tiny_classifier", "issue26_trainers.undeclared")
     text = text.replace("metrics: [train/accuracy, train/loss_final]", "metrics: []") + claim
     experiment = tmp_path / "undeclared.yaml"
     experiment.write_text(text)
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "suite", "run", str(experiment), "--budget", "smoke"]
-    command += ["--workers", "1", "--results", str(results)]
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
-    assert completed.returncode == 2, completed.stderr
-    line = one_line_error(completed.stderr)
+    args = ["run", str(experiment), "--budget", "smoke", "--workers", "1"]
+    code, _, err = run_cli([*args, "--results", str(results)], capsys)
+    assert code == 2, err
+    line = one_line_error(err)
     assert "claims[0].metric" in line and "'train/loss' is not recorded" in line
     assert "train/accuracy" in line and "did you mean 'train/loss_final'" in line
     # It stopped after the first run instead of running the grid to its end.
     assert len(list(results.rglob("result.json"))) < 4
     assert not list(results.rglob("report*.md"))
+    # Run again: the finished run's metrics fail it before any new run starts.
+    done = sorted(results.rglob("result.json"))
+    code, out, err = run_cli([*args, "--results", str(results)], capsys)
+    assert code == 2 and "'train/loss' is not recorded" in one_line_error(err)
+    assert sorted(results.rglob("result.json")) == done and "[1/4]" not in out
 
 
 # --- 4: `report` where nothing ran ---------------------------------------------------------
