@@ -524,11 +524,17 @@ class DqnStack(CapturedCalls, LeadingSeedDimension):
             return self.q_values(obs[:, None])[:, 0].argmax(-1).cpu().numpy()
 
     def after_step(self, step: int) -> None:
-        # SB3 DQN._on_step: a hard target copy every target_update_interval environment steps.
+        # SB3 DQN._on_step (dqn/dqn.py): ``_n_calls`` counts env.step calls (one env: the
+        # environment steps) and the target is copied when ``_n_calls % target_update_interval
+        # == 0`` (polyak_update with tau 1), before this rollout's gradient steps.
         if step % self.config.target_update_interval == 0:
-            with torch.no_grad():
-                for t, p in zip(self.q_target, self.parameters(), strict=True):
-                    t.copy_(p)
+            self.copy_target()
+
+    def copy_target(self) -> None:
+        """The hard target update: target weights := online weights, every seed."""
+        with torch.no_grad():
+            for t, p in zip(self.q_target, self.parameters(), strict=True):
+                t.copy_(p)
 
     def update(self, replay: Replay, optimizers: dict[str, StackedOptimizer]) -> None:
         """One gradient step of every seed (agents/dqn.py ``SuiteDQN.train``, one iteration): the
@@ -689,11 +695,17 @@ def build_envs(config, seeds: list[int], saved: list[dict | None] | None = None)
         for seed, s in zip(seeds, saved, strict=True)
     ]
     train = SyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
+    # SB3 seeds its VecEnv with the run's seed (BaseAlgorithm.set_random_seed: env.seed(seed))
+    # and resets it once in _setup_learn, so the first episode starts from reset(seed=seed), the
+    # state make_env's reset drew; the pickled envs go on mid-episode.
     if all(s is None for s in saved):
-        obs, _ = train.reset()
-    else:  # the pickled envs go on mid-episode, the fresh ones reset as train.reset() would
+        obs, _ = train.reset(seed=list(seeds))
+    else:
         obs = np.stack(
-            [train.envs[i].reset()[0] if s is None else s["obs"] for i, s in enumerate(saved)]
+            [
+                train.envs[i].reset(seed=seed)[0] if s is None else s["obs"]
+                for i, (seed, s) in enumerate(zip(seeds, saved, strict=True))
+            ]
         )
     return Envs(train, evaluation, obs)
 
@@ -715,7 +727,9 @@ def evaluate(
     """Greedy evaluation of every seed on its own env (agents/common.py: SB3's
     ``evaluate_policy``, reset at the start, ``episodes`` whole episodes, Monitor's raw
     returns): one forward for all seeds per step; a seed whose episodes are done stops
-    stepping, so its env stands where its lone run's would. Only ``seeds`` (indices; default
+    stepping. Every ended episode is followed by a reset, the last one too, as SB3's
+    DummyVecEnv resets on ``done`` (``step_wait``), so the env stands where its lone run's does
+    and the next evaluation's episodes are the lone run's. Only ``seeds`` (indices; default
     all) are evaluated, the others get None."""
     chosen = set(range(len(envs)) if seeds is None else seeds)
     obs = [env.reset()[0] if i in chosen else np.zeros(env.observation_space.shape, np.float32)
@@ -741,8 +755,7 @@ def evaluate(
                 returns[i].append(rewards[-1])
                 lengths[i].append(monitor(env).get_episode_lengths()[-1])
                 active[i] = len(returns[i]) < episodes
-            if active[i]:
-                obs[i] = env.reset()[0]
+            obs[i] = env.reset()[0]  # DummyVecEnv.step_wait: reset on done, after the last too
     return [
         {
             "eval/return": float(np.mean(r)),
