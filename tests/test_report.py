@@ -23,8 +23,15 @@ from suite.result import Result
 from suite.store import Store
 
 FIXTURE = Path(__file__).parent / "data" / "claims_smoke.yaml"
-SECTIONS = ("claims", "arms", "curves", "samples", "reproduction")
-MD_SECTIONS = ("## Claims", "## Arms", "## Learning curves", "## Samples", "## Reproduction card")
+SECTIONS = ("claims", "comparison", "arms", "curves", "samples", "reproduction")
+MD_SECTIONS = (
+    "## Claims",
+    "## Comparison between arms",
+    "## Arms",
+    "## Learning curves",
+    "## Samples",
+    "## Reproduction card",
+)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
