@@ -18,6 +18,9 @@ def test_verdict_constants():
         "inconclusive",
         "not-run",
         "smoke-only",
+        "supported",
+        "partly-supported",
+        "unsupported",
     )
 
 

@@ -137,6 +137,11 @@ class Claim:
     the metric's default, else 10%)"""
     references: list[Reference] = field(default_factory=list)
     """published full-budget reference values"""
+    settings: Literal["supported", "partly-supported", "unsupported"] | None = None
+    """a claim that states a documented setting and compares nothing ("DQN: RMSprop(lr 2.5e-4,
+    alpha 0.95), as in the original paper"): its verdict is this fact check of ``fact_check``,
+    shown beside what arm A measured; it has no baseline or effect, and a ``value`` only for a
+    published score at the same task and budget, on the metric's ``scale``"""
 
     def validate(self) -> None:
         if not _ID.match(self.id):
@@ -147,7 +152,15 @@ class Claim:
             raise ValueError(f"claim {self.id}: an effect needs a baseline arm")
         if self.baseline is not None and self.baseline == self.arm:
             raise ValueError(f"claim {self.id}: arm and baseline are both {self.arm!r}")
-        if self.baseline is None and self.value is None:
+        if self.settings is not None:
+            if self.baseline is not None or self.effect is not None:
+                raise ValueError(
+                    f"claim {self.id}: a settings claim compares nothing: remove baseline and "
+                    "effect (or remove settings to judge a comparison)"
+                )
+            if not self.fact_check.strip():
+                raise ValueError(f"claim {self.id}: a settings claim needs its fact_check")
+        elif self.baseline is None and self.value is None:
             raise ValueError(
                 f"claim {self.id}: nothing to measure: give a baseline (with or without an "
                 "effect) or a value"

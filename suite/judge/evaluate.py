@@ -115,9 +115,9 @@ class ClaimOutcome:
 
     def measured_text(self) -> str:
         """e.g. "+5.1% (95% CI -3.2% to +14%, paired t), n=5 per arm, paired; diverged 0/1"."""
-        if self.verdict == "not-run":
+        if self.verdict == "not-run" or (self.kind == "settings" and not self.n):
             return "not run"
-        signed = self.kind != "value"
+        signed = self.kind not in ("value", "settings")
         level = verdicts.fmt_confidence(self.confidence)
         body = (
             f"{format_value(self.measured, self.relative, signed)} ({level} CI "
@@ -129,7 +129,7 @@ class ClaimOutcome:
         )
         per = (
             "seeds"
-            if self.kind == "value"
+            if self.kind in ("value", "settings")
             else "per arm, " + ("paired" if self.paired else "unpaired")
         )
         sizes = "/".join(str(a["n"]) for a in self.arms)
@@ -240,6 +240,8 @@ def _nan_to_none(x: float | None) -> float | None:
 
 def _claimed_text(claim: Claim) -> str:
     effect, vs = claim.effect, f" ({claim.arm} vs {claim.baseline})"
+    if claim.settings is not None:
+        return f"{claim.arm}'s settings as documented (no comparison)"
     if effect is None and claim.baseline is not None:
         return f"{claim.arm} better than {claim.baseline} ({claim.direction} is better)"
     if effect is None:
@@ -380,6 +382,8 @@ def evaluate_claim(
     if not 1 <= look <= looks_planned:
         raise ValueError(f"look {look} of {looks_planned} planned")
     level = 1.0 - (1.0 - confidence) / looks_planned  # Bonferroni over the planned looks
+    if claim.settings is not None:
+        return _settings_outcome(claim, results, budget, diverged, level, look, looks_planned)
     names = [claim.arm] + ([claim.baseline] if claim.baseline is not None else [])
     raw = [arm_values(results, name, claim.metric) for name in names]
     info = metric_info(claim.metric, [r for r in results if r.arm in names])
@@ -440,6 +444,53 @@ def evaluate_claim(
         value_check=value_check,
         policy_verdicts=policy_verdicts,
         p_value=main.p_value,
+        look=look,
+        looks_planned=looks_planned,
+    )
+
+
+def _settings_outcome(
+    claim: Claim,
+    results: list[Result],
+    budget: str,
+    diverged: str,
+    level: float,
+    look: int,
+    looks_planned: int,
+) -> ClaimOutcome:
+    """A statement of settings: the fact check is the verdict; arm A's mean and t interval are
+    what it measured, and a published score at the same task and budget (``value``) is judged
+    as a value check beside it."""
+    raw = [arm_values(results, claim.arm, claim.metric)]
+    info = metric_info(claim.metric, [r for r in results if r.arm == claim.arm])
+    values = raw[0].values[np.isfinite(raw[0].values)]
+    n = int(values.size)
+    nan = float("nan")
+    e = stats.mean_t_ci(values, level) if n >= verdicts.MIN_SEEDS else None
+    value_check = None
+    if claim.value is not None:
+        value_check = _value_check(claim, raw, diverged, info, level, budget)
+    measured = f"measured at {budget} budget, n={n}" if n else "not measured yet"
+    return ClaimOutcome(
+        claim=claim,
+        budget=budget,
+        kind="settings",
+        claimed=_claimed_text(claim),
+        measured=float(values.mean()) if n else nan,
+        ci_low=e.ci_low if e else nan,
+        ci_high=e.ci_high if e else nan,
+        n=n,
+        paired=False,
+        verdict=claim.settings,
+        reason=(
+            f"{claim.settings}: a statement of settings, not a comparison, so no arm is judged "
+            f"against another; the fact check says: {claim.fact_check} ({measured})"
+        ),
+        arms=[rules.arm_row(raw[0], values, level)],
+        diverged_policy=diverged,
+        method=e.method if e else "",
+        confidence=level,
+        value_check=value_check,
         look=look,
         looks_planned=looks_planned,
     )

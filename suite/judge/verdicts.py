@@ -27,6 +27,8 @@ Labels (:data:`VERDICTS`)
                     saturated, baseline degenerate, not comparable scales, undefined relative
                     effect, censoring, ...).
 ``not-run``         no results; ``smoke-only``: the smoke budget never yields a verdict.
+``supported`` / ``partly-supported`` / ``unsupported``  a claim that states settings and
+                    compares nothing: the fact check's verdict, shown beside what was measured.
 
 The precheck (not-run, smoke-only, too few seeds) is decided in one place, :func:`precheck`.
 
@@ -85,6 +87,11 @@ VERDICTS: tuple[str, ...] = (
     "inconclusive",
     "not-run",
     "smoke-only",
+    # A statement of settings (claims.Claim.settings) is not measured: its verdict is the
+    # fact check, never "reproduced" by beating another arm (issue 24).
+    "supported",
+    "partly-supported",
+    "unsupported",
 )
 Direction = Literal["higher", "lower"]
 DIRECTIONS: tuple[str, ...] = ("higher", "lower")
