@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from suite.config import select_results
-from suite.judge.evaluate import ClaimOutcome, evaluate_claim
+from suite.judge.evaluate import ClaimOutcome, evaluate_claims
 from suite.judge.metrics import metric_info
 from suite.judge.stats import holm, mean_t_ci, summarize
 from suite.report import render, tuning
@@ -77,17 +77,15 @@ def config_hash(experiment) -> str:
 def claim_outcomes(
     experiment, results: list[Result], design: dict[str, Any] | None = None
 ) -> list[ClaimOutcome]:
-    """Every claim of the experiment judged at its budget.
+    """Every claim of the experiment judged at its budget, the labels of several claims at their
+    Holm step-down level (suite.judge.evaluate.evaluate_claims).
 
     :param design: the sequential design the results were collected under (``run
         --until-decided``: ``{"look": k, "looks_planned": K}``); each look is judged at
         1 - alpha / K. None for a fixed number of seeds.
     """
     looks = {} if not design else {"look": design["look"], "looks_planned": design["looks_planned"]}
-    return [
-        evaluate_claim(claim, results, experiment.budget_label, **looks)
-        for claim in experiment.claims
-    ]
+    return evaluate_claims(experiment.claims, results, experiment.budget_label, **looks)
 
 
 def sequential_design(experiment, store, results: list[Result]) -> dict[str, Any] | None:

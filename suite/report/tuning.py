@@ -7,8 +7,8 @@ suite/report/build.py calls :func:`tuning_section` while it writes a report (the
 ``tuning`` section gets none of this. What is tuned and how is suite/tuning.py.
 
 The documented verdict is the claim judged on the documented arms' runs; the tuned verdict is the
-same claim (suite.judge.evaluate.evaluate_claim) judged on the ``ARM@tuned`` runs, renamed to the
-claim's arm names, at the same evaluation seeds and budget. An arm without a search enters with
+same claim judged with the others (suite.judge.evaluate.evaluate_claims) on the ``ARM@tuned``
+runs, renamed to the claim's arm names, at the same evaluation seeds and budget. An arm without a search enters with
 its documented runs, and the section says it had 0 trials.
 """
 
@@ -98,7 +98,7 @@ def tuning_section(
     ``directory/files``; None for an experiment without a ``tuning`` section."""
     from suite import tuning
     from suite.config import select_results
-    from suite.judge.evaluate import evaluate_claim
+    from suite.judge.evaluate import evaluate_claims
 
     if not tuning.has_tuning(experiment):
         return None
@@ -134,11 +134,16 @@ def tuning_section(
                 "tuned": {m: metric_stats(tuned, arm, m) for m in metrics},
             }
         )
-    claims = []
-    for claim in experiment.claims:
-        as_documented = evaluate_claim(claim, documented, experiment.budget_label).to_dict()
-        as_tuned = evaluate_claim(claim, tuned, experiment.budget_label).to_dict()
-        claims.append({"id": claim.id, "documented": as_documented, "tuned": as_tuned})
+    # Each comparison is a family of its own: labels at the Holm level when it tests several.
+    claims = [
+        {"id": claim.id, "documented": d.to_dict(), "tuned": t.to_dict()}
+        for claim, d, t in zip(
+            experiment.claims,
+            evaluate_claims(experiment.claims, documented, experiment.budget_label),
+            evaluate_claims(experiment.claims, tuned, experiment.budget_label),
+            strict=True,
+        )
+    ]
     data = {
         "budget": plan.budget,
         "evaluation_budget": experiment.budget,
