@@ -14,8 +14,12 @@ Cells (arm B; under "no effect" arm A is drawn from the same distribution):
   median 10, sd of the log 0.5-1.5: image scores, step counts, losses); ``t3`` (Student t, 3 df,
   sd 2); ``never-learn`` (30% of seeds never learn: 1 + |N(0, 0.2)|, the rest N(10, 2));
 * designs: ``paired`` (same seeds in both arms) and ``unpaired`` at n = 3, 5, 10, 20 per arm;
-  unpaired ``3v10``, ``3v30``; ``noisy3v6`` and ``noisy3v10`` (the 3-seed arm's spread 4x the
-  other's: sd for normal, sd of the log for lognormal, both centred alike);
+  unpaired ``3v10``, ``3v30``, ``5v12``, ``5v15``, ``5v30``, ``30v5`` (arm B the small one),
+  ``10v30``; ``noisy3v6`` and ``noisy3v10`` (the 3-seed arm's spread 4x the other's: sd for
+  normal, sd of the log for lognormal, both centred alike). Unpaired arms with fewer than
+  ``rules.IMBALANCE_MIN_SEEDS`` (10) seeds in the smaller and ``rules.IMBALANCE_FACTOR`` (2.5) x as
+  many in the other are refused by the judge ("inconclusive", no interval): such a cell decides
+  nothing and has no coverage ("refused"); its n is the smaller arm's;
 * ``diverged-A``: paired normal, arm A's runs diverge with probability 0.3 (finished runs as
   B's), so A is worse: a favourable label is wrong; the judge's headline is the rank policy;
 * ``family7``: reports of 7 null direction claims (paired normal), labelled at the Holm level.
@@ -53,7 +57,7 @@ from scipy import stats as sps
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from suite.judge import stats, verdicts  # noqa: E402
+from suite.judge import rules, stats, verdicts  # noqa: E402
 from suite.judge.claims import Claim  # noqa: E402
 from suite.judge.evaluate import evaluate_claim, evaluate_claims  # noqa: E402
 from suite.result import Result  # noqa: E402
@@ -70,7 +74,21 @@ UNEQUAL = {
     "3v30": (3, 30, 1.0),
     "noisy3v6": (3, 6, 4.0),
     "noisy3v10": (3, 10, 4.0),
+    # around the judge's imbalance rule (rules.IMBALANCE_MIN_SEEDS / IMBALANCE_FACTOR)
+    "5v12": (5, 12, 1.0),
+    "5v15": (5, 15, 1.0),
+    "5v30": (5, 30, 1.0),
+    "30v5": (30, 5, 1.0),
+    "10v30": (10, 30, 1.0),
 }
+
+
+def refused(n_a: int, n_b: int, paired: bool) -> bool:
+    """The judge's imbalance rule (suite.judge.rules.imbalance): no interval, "inconclusive"."""
+    small, big = sorted((n_a, n_b))
+    return (
+        not paired and small < rules.IMBALANCE_MIN_SEEDS and big >= rules.IMBALANCE_FACTOR * small
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,6 +205,10 @@ def records(a, b, paired: bool, metric: str = "m", diverged=None) -> list[Result
 def check(kind: str, a, b, paired: bool, low, high) -> None:
     """The real path gives the same interval and the same decided/undecided label."""
     o = evaluate_claim(claim_for(kind), records(a, b, paired), "quick")
+    if refused(len(a), len(b), paired):
+        if o.verdict != "inconclusive" or not math.isnan(o.ci_low) or "imbalance" not in o.reason:
+            raise SystemExit(f"{kind}: evaluate_claim did not refuse: {o.verdict}, {o.reason}")
+        return
     log = kind in ("relative", "parity")
     mine = (math.expm1(low), math.expm1(high)) if log else (low, high)
     if not np.allclose((o.ci_low, o.ci_high), mine, rtol=1e-9, atol=1e-12):
@@ -232,6 +254,8 @@ def two_arm_cell(dist, n_a, n_b, paired, spread_a, sims, n_check, seed):
         covered = np.sum((low <= truth_null) & (truth_null <= high))
         covered += np.sum((low2 <= truth_eff) & (truth_eff <= high2))
         out[kind] = (int(bad.sum()), int(positive.sum()), int(covered), 2 * int(positive.sum()))
+        if refused(n_a, n_b, paired):  # inconclusive, no interval shown: nothing decided
+            out[kind] = (0, int(positive.sum()), 0, 0)
         rows = np.flatnonzero(positive)[:n_check]
         for j, r in enumerate(rows):
             check(kind, null_a[r], b[r], paired, low[j], high[j])
@@ -378,7 +402,7 @@ def run_cells(sims: int, n_check: int) -> list[tuple]:
         for name, (n_a, n_b, spread) in UNEQUAL.items():
             seed += 1
             for kind, t in two_arm_cell(dist, n_a, n_b, False, spread, sims, n_check, seed).items():
-                cells.append((f"{dist} {name}", n_a, kind, *t))
+                cells.append((f"{dist} {name}", min(n_a, n_b), kind, *t))
     for n in NS:
         seed += 1
         for kind, t in diverged_cell(n, sims, n_check, seed).items():
@@ -411,6 +435,8 @@ def print_cells(cells) -> None:
         cover = (
             f"{100 * covered / with_ci:6.1f} [{100 * clo:4.1f}, {100 * chi:5.1f}]"
             if with_ci
+            else "refused (no CI)"
+            if name.split()[-1] in UNEQUAL
             else "n/a"
         )
         if name.startswith("family7"):

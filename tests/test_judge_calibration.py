@@ -49,10 +49,13 @@ def test_vectorised_labels_are_the_judges(bench):
 
 def test_cells_agree_with_the_claim_path_and_hold_their_level(bench):
     # 400 experiments, the first 4 through evaluate_claim (SystemExit on any difference).
-    cell = bench.two_arm_cell("logn1.0", 3, 10, False, 1.0, 400, 4, seed=7)
+    cell = bench.two_arm_cell("logn1.0", 5, 12, False, 1.0, 400, 4, seed=7)
     for kind, (k, total, covered, with_ci) in cell.items():
         assert total == 400 and k / total <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 400), kind
         assert covered / with_ci >= 0.9, kind
+    # 3 vs 10 is refused by the judge's imbalance rule: nothing decided, no interval.
+    refused = bench.two_arm_cell("logn1.0", 3, 10, False, 1.0, 200, 2, seed=7)
+    assert all(k == 0 and with_ci == 0 for k, _, _, with_ci in refused.values())
     k, total, _, _ = bench.diverged_cell(5, 300, 4, seed=8)["direction"]
     assert k / total <= 0.05
     holm, total, unadjusted, _ = bench.family_cell(5, 300, 2, seed=9)["direction"]

@@ -257,3 +257,26 @@ def test_the_value_check_names_the_level_of_its_interval():
     c = claim(baseline="b", value=8.0, scale="s")
     check = evaluate_claim(c, rs, "quick").value_check
     assert check["verdict"] == "reproduced" and check["confidence"] == pytest.approx(0.90)
+
+
+def test_very_unequal_unpaired_arms_are_refused_with_the_reason():
+    # 5 seeds that all learned against 30 of which 9 never learned (a bimodal metric): before
+    # the imbalance rule the t interval (4 df) decided these, in a cell that decides 11.5% of
+    # null comparisons (bench/verdict_calibration.py, 5v30). Now: inconclusive, no interval.
+    a = [result("a", i, x) for i, x in enumerate([10.0, 10.2, 9.9, 10.1, 9.8])]
+    learned = [9.0 + 0.1 * i for i in range(21)]
+    b = [
+        result("b", 100 + i, x) for i, x in enumerate(learned + [1.0 + 0.02 * i for i in range(9)])
+    ]
+    for effect in ({"relative": 0.5}, {"equivalence_margin": 0.2}, None):
+        c = claim(baseline="b", **({"effect": effect} if effect else {}))
+        o = evaluate_claim(c, a + b, "quick")
+        assert o.verdict == "inconclusive", (effect, o.verdict)
+        assert "5 seeds in arm a against 30 in arm b" in o.reason and "add seeds to a" in o.reason
+        assert np.isnan(o.ci_low) and np.isnan(o.ci_high)
+    # Under 2.5x, or with 10 seeds in the smaller arm, the interval is used as before.
+    few = [result("b", 100 + i, x) for i, x in enumerate(learned[:7])]
+    assert evaluate_claim(claim(baseline="b"), a + few, "quick").verdict != "inconclusive"
+    ten = [result("a", i, 10.0 + 0.05 * i) for i in range(10)]
+    o = evaluate_claim(claim(baseline="b", effect={"relative": 0.5}), ten + b, "quick")
+    assert "imbalance" not in o.reason and not np.isnan(o.ci_low)

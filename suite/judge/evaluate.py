@@ -412,7 +412,8 @@ def evaluate_claim(
     e = main.effect
     rank = rules.rank_effect(claim, raw, level)
     n = main.sample.n if all(a.values.size for a in raw) else 0
-    if e is not None and n < verdicts.MIN_SEEDS:  # no interval beside "too few seeds"
+    # No interval beside "too few seeds", nor beside "no interval holds its level" (imbalance).
+    if e is not None and (n < verdicts.MIN_SEEDS or rules.imbalance(main.sample)):
         e = dataclasses.replace(e, ci_low=nan, ci_high=nan)
     return ClaimOutcome(
         claim=claim,
