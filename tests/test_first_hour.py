@@ -253,7 +253,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, phase):
 @pytest.mark.parametrize("what", ["optimizers", "experiments"])
 def test_list_wraps_to_the_terminal_without_cutting_words(what, capsys, monkeypatch):
     # In this process: the width comes from $COLUMNS, and captured output is not a terminal,
-    # as a pipe is not (suite/report/listing.py: terminal_width).
+    # as a pipe is not (suite/report/render.py: terminal_width).
     def listing(*args: str, columns: str = "") -> str:
         if columns:
             monkeypatch.setenv("COLUMNS", columns)

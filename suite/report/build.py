@@ -515,10 +515,9 @@ def print_summary(
 
     :param notes: arm -> what ``--set`` changed in it, shown beside the arm's name.
     """
-    from suite.report.listing import terminal_width
 
     data = data or summary_data(experiment, store, reference=reference)
-    lines = render.summary_lines(data, data["comparison"], notes, paths, terminal_width())
+    lines = render.summary_lines(data, data["comparison"], notes, paths, render.terminal_width())
     print("\n".join(lines))
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import shutil
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from suite.errors import ConfigError
+from suite.report.render import terminal_width
 
 
 def experiments(args) -> list[dict[str, Any]]:
@@ -130,12 +128,11 @@ def schedules(args) -> list[dict[str, Any]]:
 
 
 def spec_hash(task: dict[str, Any], optimizers: dict[str, Any]) -> str:
-    """8 hex digits for an arm's resolved settings (task and optimizer specs, not the seed):
-    runs of one arm name with different settings (another ``--set``) differ here."""
-    canonical = json.dumps(
-        {"task": task, "optimizers": optimizers}, sort_keys=True, separators=(",", ":"), default=str
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+    """8 hex digits for an arm's resolved settings (suite.result.settings_identity: the seed and
+    speed-only settings left out): runs of one arm name with different settings differ here."""
+    from suite.result import settings_identity
+
+    return hashlib.sha256(settings_identity(task, optimizers).encode()).hexdigest()[:8]
 
 
 def _run_spec_hash(root: Path, relative: str) -> str:
@@ -237,14 +234,6 @@ LISTINGS = {
 
 GAP = "  "
 MIN_COLUMN = 12  # a column is never squeezed below this many characters
-
-
-def terminal_width() -> int | None:
-    """The terminal's width, or None (no wrapping) when the output goes to a pipe or file
-    and $COLUMNS does not say otherwise: lines stay whole for grep and awk."""
-    if os.environ.get("COLUMNS") or sys.stdout.isatty():
-        return shutil.get_terminal_size().columns
-    return None
 
 
 def column_widths(

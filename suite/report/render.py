@@ -9,10 +9,22 @@ import base64
 import html
 import json
 import math
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 from suite.report import tuning
+
+
+def terminal_width() -> int | None:
+    """The terminal's width, or None (no wrapping) when the output goes to a pipe or file
+    and $COLUMNS does not say otherwise: lines stay whole for grep and awk."""
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
 
 REPORT_FILES = "report_files"
 
