@@ -75,7 +75,12 @@ def assert_close_runs(got: dict, expected: dict, rtol: float) -> None:
     for name, curve in expected["curves"].items():
         assert [s for s, _ in got["curves"][name]] == [s for s, _ in curve], name
         values = [v for _, v in got["curves"][name]]
-        assert values == pytest.approx([v for _, v in curve], rel=rtol, abs=1e-6), name
+        # A loss near 0 late in a curve is a difference of larger terms: its rounding drift
+        # is relative to the curve's scale, not to its own value (torch 2.14.1's grouped
+        # convolutions put a D loss of 0.0696 at 0.0693, 0.46%, with the curve at 0.835).
+        scale = max((abs(v) for _, v in curve), default=0.0)
+        tol = max(1e-6, rtol * scale)
+        assert values == pytest.approx([v for _, v in curve], rel=rtol, abs=tol), name
 
 
 @pytest.mark.parametrize("method", ["grouped", "vmap"])
