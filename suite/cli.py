@@ -695,8 +695,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(error).splitlines())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        # A second Ctrl-C while shutting down must not print a traceback after this line.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A second Ctrl-C while shutting down must not print a traceback after this line. Only
+        # as the program (argv from the command line): a caller of main([...]) keeps its
+        # handler, and the processes it starts later would otherwise inherit SIGINT ignored.
+        if argv is None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
 
@@ -13,3 +15,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_restored():
+    """Every test starts with Python's Ctrl-C handler: a handler left ignored by an in-process
+    test is inherited by every process a later test starts (test_ctrl_c_... then sees exit 0)."""
+    yield
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -375,3 +375,19 @@ def test_steps_print_as_integers_and_say_when_censored():
     return_auc = {"mean": 31234.5, "ci_low": 30000.0, "ci_high": 32000.0, "n": 3}
     assert _metric_cell(return_auc) == "31234 [30000, 32000] n=3"  # no 3.123e+04
     assert format_value(-15000.0, signed=True) == "-15000"
+
+
+def test_an_interrupted_in_process_main_leaves_ctrl_c_working(monkeypatch):
+    # main([...]) called in a process (tests, a notebook) used to leave SIGINT ignored, and
+    # every process started afterwards inherited it: a later Ctrl-C did nothing.
+    import signal
+
+    from suite import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "list", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main(["list", "experiments"]) == cli.EXIT_INTERRUPTED
+    assert signal.getsignal(signal.SIGINT) is before is not signal.SIG_IGN
