@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import ConfigError, ResultsError
-from suite.result import FINISHED, Result, RunSpec
+from suite.result import FINISHED, Result
 from suite.store import Store, write_atomic
 
 RECORDED = (*FINISHED, "failed")
@@ -86,18 +86,6 @@ def save(store: Store, root: Path, experiment: str | None = None) -> dict[str, i
     return counts
 
 
-def _spec(result: Result) -> RunSpec:
-    return RunSpec(
-        experiment=result.experiment,
-        arm=result.arm,
-        seed=result.seed,
-        budget=result.budget,
-        trainer=result.trainer,
-        task=result.task,
-        optimizers=result.optimizers,
-    )
-
-
 def load(store: Store, results: Iterable[Result]) -> int:
     """Put committed results into ``store`` as finished runs; runs it already finished are kept.
 
@@ -108,7 +96,7 @@ def load(store: Store, results: Iterable[Result]) -> int:
     for result in results:
         if result.run_id in done:
             continue
-        spec = _spec(result)
+        spec = result.run_spec()
         if spec.run_id != result.run_id:
             raise ConfigError(
                 f"record {result.experiment}/{result.budget}/{result.arm} seed {result.seed}: "

@@ -104,6 +104,18 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def run_spec(self) -> RunSpec:
+        """The RunSpec this result was recorded for (its run id recomputes from it)."""
+        return RunSpec(
+            experiment=self.experiment,
+            arm=self.arm,
+            seed=self.seed,
+            budget=self.budget,
+            trainer=self.trainer,
+            task=self.task,
+            optimizers=self.optimizers,
+        )
+
     @classmethod
     def for_run(cls, run: RunSpec, **fields: Any) -> Result:
         """A result carrying ``run``'s identity and resolved config, plus ``fields``."""

@@ -10,22 +10,7 @@ from pathlib import Path
 import pytest
 
 from suite.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "tiny-classifier.yaml"
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    return lines[0]
+from tests.test_first_hour import EXAMPLE, ROOT, one_line_error, run_cli
 
 
 def files_under(root: Path) -> dict[str, bytes]:
