@@ -369,7 +369,7 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
     _check_top_level(raw)
     _smoke_trials(raw, budget, overrides)
     try:
-        module = trainer_module(raw["trainer"])
+        module = trainer_module(raw["trainer"], beside=path.parent)
     except ConfigError as error:
         error.message += _import_hint(raw["trainer"], path)
         raise
@@ -457,16 +457,13 @@ def _variant(overrides: list[str], seeds: int | None, file_seeds: Any) -> list[s
 
 
 def _import_hint(trainer: Any, path: Path) -> str:
-    """Where Python looks for your own trainer module, and whether it lies beside the file."""
+    """Where Python looked for your own trainer module (suite/trainers.py trainer_module)."""
     if not isinstance(trainer, str) or "." not in trainer or trainer in _builtin_trainers():
         return ""
-    folder = path.resolve().parent
-    top = trainer.split(".")[0]
-    if (folder / top).is_dir() or (folder / f"{top}.py").is_file():
-        return (
-            f" ({top} is beside the experiment file: run from {folder}, or set PYTHONPATH={folder})"
-        )
-    return f" (your own trainer is imported from the directory you run in, {Path.cwd()}, or PYTHONPATH)"
+    return (
+        f" (your own trainer is imported from the directory you run in, {Path.cwd()}, from "
+        f"PYTHONPATH, or from the experiment file's folder, {path.resolve().parent})"
+    )
 
 
 def _builtin_trainers() -> dict[str, str]:

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import re
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -85,14 +88,17 @@ def module_name(name: str) -> str:
     return TRAINERS.get(name, name)
 
 
-def trainer_module(name: str) -> ModuleType:
+def trainer_module(name: str, beside: Path | None = None) -> ModuleType:
     """The module that trains ``name``: a name from TRAINERS, or your own ``package.module``
-    (importable from the working directory) with the same API, checked here like the others."""
+    with the same API, checked here like the others. Your own module is imported from the
+    working directory or PYTHONPATH, else from ``beside`` (the experiment file's folder)."""
     custom = isinstance(name, str) and name not in TRAINERS and bool(_MODULE_NAME.match(name))
     if not isinstance(name, str) or (name not in TRAINERS and not custom):
         raise ConfigError(
             f"unknown trainer {name!r}", key="trainer", choices=[*TRAINERS, "package.module"]
         )
+    if custom and beside is not None:
+        _look_beside(name, beside)
     try:
         module = importlib.import_module(module_name(name))
     except ModuleNotFoundError as error:
@@ -100,6 +106,17 @@ def trainer_module(name: str) -> ModuleType:
     if custom:
         _check_api(name, module)
     return module
+
+
+def _look_beside(name: str, folder: Path) -> None:
+    """Put the experiment file's folder on sys.path (at the end: the working directory and
+    PYTHONPATH come first) when ``name``'s top package lies there and is not importable
+    otherwise. Run processes start from a forkserver that copies sys.path when it starts."""
+    top = name.split(".")[0]
+    folder = folder.resolve()
+    beside = (folder / top).is_dir() or (folder / f"{top}.py").is_file()
+    if beside and importlib.util.find_spec(top) is None and str(folder) not in sys.path:
+        sys.path.append(str(folder))
 
 
 def _check_api(name: str, module: ModuleType) -> None:

@@ -5,6 +5,9 @@ names no run records, duplicate YAML keys, `report` where nothing ran, smoke tun
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,16 +213,32 @@ def test_trial_tables_show_the_range_over_tuning_seeds():
 # --- 9: your own trainer's import path; roles that depend on the task ------------------------
 
 
-def test_a_trainer_beside_the_file_gets_a_hint(tmp_path, capsys):
-    (tmp_path / "mytrainers").mkdir()
-    (tmp_path / "mytrainers" / "__init__.py").write_text("")
+def test_a_trainer_beside_the_experiment_file_runs_from_another_directory(tmp_path):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "mytrainers").mkdir(parents=True)
+    elsewhere.mkdir()
+    (project / "mytrainers" / "__init__.py").write_text("")
+    source = (ROOT / "examples" / "tiny_classifier.py").read_text()
+    (project / "mytrainers" / "tiny.py").write_text(source)
+    text = EXAMPLE.read_text().replace("examples.tiny_classifier", "mytrainers.tiny")
+    (project / "mine.yaml").write_text(text)
+    # A new process, run from another folder: the run processes must find the module too.
+    command = [sys.executable, "-m", "suite", "run", str(project / "mine.yaml")]
+    command += ["--budget", "smoke", "--seeds", "1", "--results", str(tmp_path / "results")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list((tmp_path / "results").rglob("result.json"))) == 2
+
+
+def test_a_trainer_found_nowhere_names_where_it_was_looked_for(tmp_path, capsys):
     text = EXAMPLE.read_text().replace("examples.tiny_classifier", "mytrainers.tiny")
     (tmp_path / "mine.yaml").write_text(text)
     code, _, err = run_cli(["show", str(tmp_path / "mine.yaml")], capsys)
     assert code == 2
     line = one_line_error(err)
     assert "No module named 'mytrainers'" in line
-    assert f"run from {tmp_path}, or set PYTHONPATH={tmp_path}" in line
+    assert f"or from the experiment file's folder, {tmp_path.resolve()})" in line
 
 
 def test_ppo_roles_name_the_setting_that_splits_them(tmp_path, capsys):
