@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -238,7 +237,7 @@ def _load(args) -> Any:
 
 def cmd_run(args) -> int:
     with deferred_interrupt():  # torch, the trainer and SB3 import here
-        from suite.config import check_data_paths, expand
+        from suite.config import check_experiment_data, expand
         from suite.report.build import print_summary, write_report
         from suite.report.tuning import print_tuning
         from suite.run import GridSettings, executor
@@ -270,13 +269,7 @@ def cmd_run(args) -> int:
     settings = GridSettings(device, args.threads, workers, stack, args.address)
     grid = executor(args.executor)
     _check_reference(experiment, args.reference)
-    try:
-        check_data_paths(experiment.task)
-        for arm, task in experiment.arm_tasks.items():
-            check_data_paths(task, f"arms.{arm}.task")
-    except ConfigError as error:
-        error.file = str(experiment.path)
-        raise
+    check_experiment_data(experiment)
     runs = expand(experiment)
     store = Store(args.results)
     where = f"{workers} workers" if local else f"Ray {args.address or 'local'}"
@@ -291,10 +284,10 @@ def cmd_run(args) -> int:
         print(line, flush=True)
     _check_recorded_results(experiment, store)  # runs finished earlier, before any new one
     _check_one_implementation(experiment, store, runs, stack)
-    if local and (args.until_decided or args.tuned or _unfinished(runs, store)):
-        _start_process_server(runs, stack)
     if args.until_decided:
-        counts = _run_until_decided(experiment, args.max_seeds, store, settings)
+        from suite.sequential import run_until_decided
+
+        counts = run_until_decided(experiment, args.max_seeds, store, settings)
     elif args.tuned:
         counts = run_tuned(
             experiment,
@@ -388,37 +381,6 @@ def _override_lines(overrides: list[str]) -> list[str]:
     return [f"--set (every arm): {', '.join(shared)}"] if shared else []
 
 
-def _unfinished(runs, store) -> bool:
-    from suite.result import FINISHED
-
-    return any(store.status(run.run_id) not in FINISHED for run in runs)
-
-
-def _start_process_server(runs, stack: str | None) -> None:
-    """Start the forkserver with Ctrl-C ignored, as it ignores it itself once its preloads are
-    imported: a Ctrl-C while it imports torch (the first seconds) would otherwise print its
-    traceback. The run processes it forks ignore SIGINT too (suite/run/worker.py); this process
-    still gets it and stops them."""
-    from multiprocessing import forkserver
-
-    from suite.run.local import process_context
-
-    context = process_context({run.trainer for run in runs}, stacked=stack is not None)
-    if context.get_start_method() != "forkserver":
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    # Wait for its imports here, with a process that needs nothing from this one: the grid's
-    # first start would otherwise block on them, and a Ctrl-C then leaves a half-started run
-    # process whose queue is gone (a FileNotFoundError traceback).
-    warm_up = context.Process(target=os.getpid)
-    warm_up.start()
-    warm_up.join()
-
-
 def _check_one_implementation(experiment, store, runs, stack: str | None) -> None:
     """An arm's runs all come from one implementation: SAC/DQN stacks are the suite's own
     (agents/stacked.py, ``details.implementation``), lone runs are stable-baselines3, so adding
@@ -471,75 +433,6 @@ def _stack_method(experiment, args) -> str | None:
                 message = f"{error} (--stack-seeds: run this arm without it)"
                 raise ConfigError(message, key=f"arms.{arm}") from None
     return method
-
-
-def _run_until_decided(experiment, max_seeds, store, settings) -> dict[str, int]:
-    """Run the grid, judge the claims, and add seeds until none is inconclusive.
-
-    A valid sequential procedure: with K looks planned (:func:`suite.judge.claims.planned_looks`)
-    every look is judged at 1 - alpha / K (Bonferroni over the looks), so the chance that any
-    look decides a null comparison stays <= alpha however early it stops. The design (looks
-    planned, looks taken, seeds) is written beside the runs for the report.
-    """
-    from suite.config import expand, select_results
-    from suite.judge.claims import planned_looks
-    from suite.judge.verdicts import SMOKE_BUDGET
-    from suite.report.build import claim_outcomes, write_sequential_design
-    from suite.run.display import make_display
-    from suite.run.local import execute_grid
-
-    if not experiment.claims:
-        raise ConfigError("this experiment has no claims to decide", key="--until-decided")
-    if max_seeds is None or max_seeds < len(experiment.seeds):
-        raise ConfigError(
-            f"--until-decided needs --max-seeds >= the {len(experiment.seeds)} seeds planned",
-            key="--max-seeds",
-        )
-    counts: dict[str, int] = {}
-    design = {"look": 0, "looks_planned": planned_looks(len(experiment.seeds), max_seeds)}
-
-    def run_batch(seeds: list[int]) -> list[str]:
-        nonlocal counts
-        batch = dataclasses.replace(experiment, seeds=seeds)
-        counts = execute_grid(expand(batch), store, settings, make_display())
-        design.update(look=design["look"] + 1, seeds=list(seeds), max_seeds=max_seeds)
-        # A look judges its own seeds only: results stored earlier for other seeds (a plain
-        # run of more seeds) would otherwise be judged too, past --max-seeds (issue 22).
-        mine = [r for r in select_results(batch, store) if r.seed in set(seeds)]
-        outcomes = claim_outcomes(batch, mine, design)
-        if experiment.budget != SMOKE_BUDGET:  # a smoke verdict tests nothing: no design
-            write_sequential_design(batch, store, design)
-        level = outcomes[0].confidence if outcomes else 0.95
-        print(
-            f"until-decided, look {design['look']} of {design['looks_planned']}, "
-            f"{len(seeds)} seeds ({100 * level:.4g}% intervals: alpha / "
-            f"{design['looks_planned']} per look): "
-            + ", ".join(f"{o.claim.id} {o.verdict}" for o in outcomes),
-            flush=True,
-        )
-        return [o.verdict for o in outcomes]
-
-    until_decided(experiment.seeds, max_seeds, run_batch)
-    return counts
-
-
-def until_decided(seeds: list[int], max_seeds: int, run_batch) -> list[int]:
-    """Call ``run_batch(seeds)`` with more seeds until no verdict it returns is inconclusive.
-
-    Seeds grow by batches of ``len(seeds)`` (new seeds continue after the largest), never past
-    ``max_seeds``: at most :func:`suite.judge.claims.planned_looks` calls. Stopping at the first
-    decided look is optional stopping (Colas et al. 2018, Sec. 5), valid only when ``run_batch``
-    judges each look at alpha / looks planned, as ``_run_until_decided`` does.
-
-    :returns: the seeds of the last batch.
-    """
-    batch = len(seeds)
-    while True:
-        verdicts = run_batch(seeds)
-        if "inconclusive" not in verdicts or len(seeds) >= max_seeds:
-            return seeds
-        more = min(batch, max_seeds - len(seeds))
-        seeds = seeds + list(range(max(seeds) + 1, max(seeds) + 1 + more))
 
 
 def cmd_list(args) -> int:
@@ -644,7 +537,7 @@ def _check_has_runs(experiment, store) -> None:
 
 
 def cmd_records(args) -> int:
-    from suite.config import PROJECT_ROOT
+    from suite.paths import PROJECT_ROOT
     from suite.records import load, read_records, save
     from suite.store import Store
 
@@ -662,7 +555,7 @@ def cmd_records(args) -> int:
 
 
 def cmd_verdicts(args) -> int:
-    from suite.config import PROJECT_ROOT
+    from suite.paths import PROJECT_ROOT
     from suite.report import ledger
 
     rows = ledger.build(PROJECT_ROOT / "records")

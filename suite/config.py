@@ -291,8 +291,6 @@ def _resolve_arms(
     raw_arms: dict[str, Any], roles_of: dict[str, tuple[str, ...]]
 ) -> dict[str, dict[str, Any]]:
     """arm -> role -> OptimizerSpec; ``roles_of[arm]``: the roles of that arm's task."""
-    from suite.optimizers import OptimizerSpec, validate_spec
-
     arms = {}
     for arm, raw_specs in raw_arms.items():
         key = f"arms.{arm}"
@@ -306,21 +304,25 @@ def _resolve_arms(
         missing = [r for r in roles if r not in role_specs]
         if missing:
             raise ConfigError(f"missing role {missing[0]!r}", key=key, choices=list(roles))
-        specs = {}
-        for role in roles:
-            spec = from_dict(OptimizerSpec, role_specs[role], f"{key}.{role}")
-            try:
-                validate_spec(spec)
-            except ConfigError as error:
-                raise error.within(f"{key}.{role}") from None
-            except Exception as error:  # noqa: BLE001 - any rejection of a value is bad input
-                raise ConfigError(
-                    f"{spec.optimizer} rejects these settings: {type(error).__name__}: {error}",
-                    key=f"{key}.{role}",
-                ) from None
-            specs[role] = spec
-        arms[str(arm)] = specs
+        arms[str(arm)] = {role: resolve_spec(role_specs[role], f"{key}.{role}") for role in roles}
     return arms
+
+
+def resolve_spec(raw: Any, key: str) -> Any:
+    """The OptimizerSpec ``raw`` describes, checked completely (suite.optimizers.validate_spec:
+    names, kwargs, and values, on a dummy parameter); ConfigError names ``key``."""
+    from suite.optimizers import OptimizerSpec, validate_spec
+
+    spec = from_dict(OptimizerSpec, raw, key)
+    try:
+        validate_spec(spec)
+    except ConfigError as error:
+        raise error.within(key) from None
+    except Exception as error:  # noqa: BLE001 - any rejection of a value is bad input
+        raise ConfigError(
+            f"{spec.optimizer} rejects these settings: {type(error).__name__}: {error}", key=key
+        ) from None
+    return spec
 
 
 # Task settings that change how fast a run goes, not what it measures (the device gate's speed
@@ -577,6 +579,18 @@ def select_results(experiment: Experiment, store) -> list:
         for result in store.results(experiment.name, experiment.budget)
         if wanted.get(result.arm) == settings_identity(result.task, result.optimizers)
     ]
+
+
+def check_experiment_data(experiment: Experiment) -> None:
+    """:func:`check_data_paths` over the experiment's task and each arm's own task; the error
+    names the experiment file."""
+    try:
+        check_data_paths(experiment.task)
+        for arm, task in experiment.arm_tasks.items():
+            check_data_paths(task, f"arms.{arm}.task")
+    except ConfigError as error:
+        error.file = str(experiment.path)
+        raise
 
 
 def check_data_paths(task: Any, key: str = "task") -> None:

@@ -6,6 +6,7 @@ config, seed, package versions and hardware.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -70,6 +71,11 @@ class RunSpec:
         return cls(**{k: v for k, v in data.items() if k != "run_id"})
 
 
+def _spec_fields(obj: Any) -> dict[str, Any]:
+    """The RunSpec fields of ``obj`` (a RunSpec, or a Result recorded for one), by name."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(RunSpec)}
+
+
 @dataclass
 class Result:
     """What one run produced. Curves are lists of [step, value]; metric keys are ``split/name``.
@@ -106,30 +112,12 @@ class Result:
 
     def run_spec(self) -> RunSpec:
         """The RunSpec this result was recorded for (its run id recomputes from it)."""
-        return RunSpec(
-            experiment=self.experiment,
-            arm=self.arm,
-            seed=self.seed,
-            budget=self.budget,
-            trainer=self.trainer,
-            task=self.task,
-            optimizers=self.optimizers,
-        )
+        return RunSpec(**_spec_fields(self))
 
     @classmethod
     def for_run(cls, run: RunSpec, **fields: Any) -> Result:
         """A result carrying ``run``'s identity and resolved config, plus ``fields``."""
-        return cls(
-            run_id=run.run_id,
-            experiment=run.experiment,
-            arm=run.arm,
-            seed=run.seed,
-            budget=run.budget,
-            trainer=run.trainer,
-            task=run.task,
-            optimizers=run.optimizers,
-            **fields,
-        )
+        return cls(run_id=run.run_id, **_spec_fields(run), **fields)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:

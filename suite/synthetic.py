@@ -18,7 +18,7 @@ loc, scale: heavy tails at small df) and ``constant`` (value). Per metric, optio
 ``p_diverged`` (status diverged, no metrics, as a NaN loss), ``p_degenerate`` (records
 ``eval/degenerate`` = 1: a run the trainer marks degenerate, like a collapsed GAN) and
 ``censor_at`` for a ``*/steps_to_threshold`` metric (a value above it is recorded as the cap with
-``*/reached_threshold`` = 0, the way the judge finds censored runs: suite/judge/claims.py).
+``*/reached_threshold`` = 0, the way the judge finds censored runs: suite/judge/runs.py).
 
 Each metric draws from its own stream, seeded by (run seed, arm name, metric name): the same run
 gives the same values, arms are independent, and adding a metric changes no other metric's draws.
@@ -56,7 +56,7 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
 """distribution -> its parameters (every one required, no other allowed)."""
 PARAMETERS = ("mean", "sd", "df", "loc", "scale", "value")
 DEGENERATE_METRIC = "eval/degenerate"
-CENSORABLE_SUFFIX = "steps_to_threshold"  # suite/judge/claims.py `_censored`
+CENSORABLE_SUFFIX = "steps_to_threshold"  # suite/judge/runs.py is_censored
 REACHED_SUFFIX = "reached_threshold"
 
 

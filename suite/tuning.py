@@ -41,7 +41,7 @@ class SelectRule:
     direction: Literal["higher", "lower"] | None = None
     """whether higher or lower is better; default: the first claim's, else higher"""
     rule: Literal["mean"] = "mean"
-    """mean over the tuning seeds (bad seeds make a trial lose, see the module docstring)"""
+    """mean over the tuning seeds (a trial with bad seeds loses: suite.judge.runs.is_bad)"""
 
 
 @dataclass
@@ -249,7 +249,8 @@ def trial_values(spaces: dict[str, Space], n: int) -> list[dict[str, Any]]:
     """The settings of ``n`` trials over ``spaces`` (``role.field`` -> space), in trial order.
 
     Grid spaces give trial i their i-th point (lists must hold ``n`` values); sampled spaces are
-    the dimensions of one scrambled Halton sequence (see the module docstring).
+    the dimensions of one scrambled Halton sequence (docs/design.md, "Tuning at an equal
+    budget").
     """
     sampled = [name for name in sorted(spaces) if spaces[name].sampled]
     unit = _unit_points(n, len(sampled))
@@ -273,8 +274,7 @@ def trial_values(spaces: dict[str, Space], n: int) -> list[dict[str, Any]]:
 
 def _with_settings(optimizers: dict[str, dict], settings: dict[str, Any], key: str) -> dict:
     """Copies of the role specs with ``role.field`` settings applied and validated."""
-    from suite.optimizers import OptimizerSpec, validate_spec
-    from suite.schema import from_dict
+    from suite.config import resolve_spec
 
     out = {role: spec.to_dict() for role, spec in optimizers.items()}
     for name, value in settings.items():
@@ -292,18 +292,7 @@ def _with_settings(optimizers: dict[str, dict], settings: dict[str, Any], key: s
                 raise ConfigError(f"the documented spec has no mapping {where!r}", key=field_key)
             node = node[part]
         node[parts[-1]] = value
-    for role, spec in out.items():
-        try:
-            validate_spec(from_dict(OptimizerSpec, spec))
-        except ConfigError as error:
-            raise error.within(f"{key}.{role}") from None
-        except Exception as error:  # noqa: BLE001 - any rejection of a value is bad input
-            raise ConfigError(
-                f"{spec['optimizer']} rejects these settings: {type(error).__name__}: {error}",
-                key=f"{key}.{role}",
-            ) from None
-        out[role] = from_dict(OptimizerSpec, spec).to_dict()
-    return out
+    return {role: resolve_spec(spec, f"{key}.{role}").to_dict() for role, spec in out.items()}
 
 
 def _selection_metric(section: TuningSection, experiment) -> tuple[str, str]:
@@ -453,7 +442,7 @@ class TrialScore:
 
     trial: Trial
     values: list[float]  # finite values of the seeds that are not bad
-    n_bad: int  # diverged, failed, degenerate, or without a finite metric
+    n_bad: int  # suite.judge.runs.is_bad: diverged, failed, degenerate, or no finite metric
     n_missing: int  # tuning seeds with no finished run yet
     mean: float | None  # over ``values``
     ci_low: float | None
@@ -473,22 +462,14 @@ class TrialScore:
         }
 
 
-def _bad(result: Result, metric: str) -> bool:
-    """Diverged, failed, without a finite metric, or degenerate (a */collapsed flag)."""
-    if result.status != "done" or metric not in result.metrics:
-        return True
-    if not math.isfinite(float(result.metrics[metric])):
-        return True
-    return any(k.endswith("/collapsed") and v and v > 0 for k, v in result.metrics.items())
-
-
 def score_trial(trial: Trial, results: list[Result], metric: str, seeds: list[int]) -> TrialScore:
     """``results``: the trial's runs (other seeds and arms are ignored)."""
+    from suite.judge.runs import is_bad
     from suite.judge.stats import bootstrap_ci
 
     by_seed = {r.seed: r for r in results if r.arm == trial.name and r.seed in seeds}
     finished = {s: r for s, r in by_seed.items() if r.status in (*FINISHED, "failed")}
-    good = [float(r.metrics[metric]) for r in finished.values() if not _bad(r, metric)]
+    good = [float(r.metrics[metric]) for r in finished.values() if not is_bad(r, metric)]
     values = np.array(good, dtype=float)
     low, high = bootstrap_ci(values) if values.size else (float("nan"), float("nan"))
     nan_none = lambda x: None if x is None or not math.isfinite(x) else float(x)  # noqa: E731

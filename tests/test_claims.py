@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.cli import main, until_decided
+from suite.cli import main
 from suite.config import load_experiment
 from suite.errors import ConfigError
 from suite.judge.claims import Claim, validate_claims
@@ -17,6 +17,7 @@ from suite.judge.evaluate import evaluate_claim
 from suite.judge.verdicts import direction_verdict, judge_direction
 from suite.result import Result
 from suite.schema import from_dict
+from suite.sequential import until_decided
 from tests.helpers import constructed_result
 
 FIXTURE = Path(__file__).parent / "data" / "claims_smoke.yaml"

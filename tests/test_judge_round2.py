@@ -231,8 +231,8 @@ def test_a_look_of_until_decided_judges_only_its_own_seeds(monkeypatch, tmp_path
     import suite.config
     import suite.report.build
     import suite.run.local
-    from suite.cli import _run_until_decided
     from suite.config import load_experiment
+    from suite.sequential import run_until_decided
 
     experiment = load_experiment("synthetic-demo", "quick", ["seeds=[0,1,2]"])
     stored = [result(arm, seed, 1.0 + seed) for arm in experiment.arms for seed in range(12)]
@@ -246,7 +246,7 @@ def test_a_look_of_until_decided_judges_only_its_own_seeds(monkeypatch, tmp_path
     monkeypatch.setattr(suite.config, "select_results", lambda batch, store: stored)
     monkeypatch.setattr(suite.report.build, "claim_outcomes", outcomes)
     monkeypatch.setattr(suite.report.build, "write_sequential_design", lambda *args: None)
-    _run_until_decided(experiment, 9, store=None, settings=None)
+    run_until_decided(experiment, 9, store=None, settings=None)
     assert judged == [{0, 1, 2}]
 
 

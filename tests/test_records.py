@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from suite.cli import main
-from suite.config import PROJECT_ROOT
 from suite.errors import ResultsError
+from suite.paths import PROJECT_ROOT
 from suite.records import load, read_file, read_records, save
 from suite.report import ledger
 from suite.store import Store

@@ -10,13 +10,13 @@ import json
 import numpy as np
 import pytest
 
-from suite.cli import until_decided
 from suite.errors import ConfigError
 from suite.judge import rules, stats, verdicts
 from suite.judge.claims import Claim, planned_looks, validate_claims
 from suite.judge.evaluate import evaluate_claim
 from suite.result import Result
 from suite.schema import from_dict
+from suite.sequential import until_decided
 from tests.helpers import constructed_result
 
 

@@ -6,7 +6,8 @@ budget become a :class:`ClaimOutcome`::
 
 What enters the statistic
 -------------------------
-Every run of the two arms is counted, and nothing vanishes (:mod:`suite.judge.rules`):
+Every run of the two arms is counted, and nothing vanishes (:mod:`suite.judge.rules`; what each
+run counts as is :mod:`suite.judge.runs`):
 
 * ``done`` with a finite metric: its value. A run the trainer marked degenerate
   (``eval/degenerate`` or ``eval/collapsed`` = 1, ``details["degenerate"]``) keeps its value and
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,8 @@ class ClaimOutcome:
     """claims tested together (:func:`evaluate_claims`): labels are at the Holm level when > 1"""
     holm_p: float | None = None
     """the Holm-adjusted p over the family (None for a single claim, or without a p-value)"""
+    judged: verdicts.Verdict | None = field(default=None, compare=False, repr=False)
+    """``verdict`` and ``reason`` as a Verdict (its Reason), for a step that overrides it"""
 
     @property
     def relative(self) -> bool:
@@ -273,9 +276,7 @@ def _without_imputation(
         note = f"; ranks decide because runs diverged (the floor would enter them {at}an imputed value)"
         if rank.verdict.label not in verdicts.DECIDED:
             return rank
-        return dataclasses.replace(
-            rank, verdict=dataclasses.replace(rank.verdict, text=rank.verdict.text + note)
-        )
+        return dataclasses.replace(rank, verdict=rank.verdict.noted(note))
     if v.label not in verdicts.DECIDED:
         return floor
     unfinished = [a.name for a in raw if not np.isfinite(a.values).any()]
@@ -330,21 +331,16 @@ def _judge(
             if len(raw) == 1
             else "diverged: " + ", ".join(f"{a.name} {a.n_diverged}" for a in raw)
         )
-        text = f"inconclusive at {budget} budget: no finite values ({diverged})"
-        early = verdicts.Verdict("inconclusive", budget, 0, text)
+        reason = verdicts.Reason(f"no finite values ({diverged})", unit=None)
+        early = verdicts.say("inconclusive", budget, 0, reason)
     if early is not None:
         return _Judgement(sample, effect, early, p_value)
-    for guard in rules.GUARDS:
-        why = guard(sample)
-        if why is not None:
-            text = f"inconclusive at {budget} budget, n={sample.n} {unit}: {why}"
-            return _Judgement(
-                sample, effect, verdicts.Verdict("inconclusive", budget, sample.n, text), None
-            )
-    if verdict is None:
-        text = f"inconclusive at {budget} budget, n={sample.n} {unit}: {problem}"
+    reasons = (guard(sample) for guard in rules.GUARDS)
+    why = next((reason for reason in reasons if reason is not None), None)
+    if why is not None or verdict is None:
+        reason = verdicts.Reason(why if why is not None else problem, unit)
         return _Judgement(
-            sample, effect, verdicts.Verdict("inconclusive", budget, sample.n, text), None
+            sample, effect, verdicts.say("inconclusive", budget, sample.n, reason), None
         )
     if policy == "rank" and kind not in ("value",) and not kind.startswith("equivalence"):
         verdict = rules.rank_verdict(claim, kind, raw, confidence, budget) or verdict
@@ -427,6 +423,7 @@ def evaluate_claim(
         paired=main.sample.paired,
         verdict=main.verdict.label,
         reason=main.verdict.text,
+        judged=main.verdict,
         arms=arms,
         diverged_policy=diverged,
         method=e.method if e else "",
@@ -547,22 +544,24 @@ def evaluate_claims(
         i = tested[j]
         at_level = {**kwargs, "confidence": 1.0 - (1.0 - confidence) / (m - rank)}
         holm_outcome = evaluate_claim(claims[i], results, budget, **at_level)
-        label, reason = holm_outcome.verdict, holm_outcome.reason
-        if adjusted[j] >= alpha and label in verdicts.DECIDED:
-            label, reason = (
-                "inconclusive",
-                (
-                    f"inconclusive at {budget} budget, n={holm_outcome.n}: its Holm-adjusted p = "
-                    f"{adjusted[j]:.3g} over {m} claims is not below alpha {alpha:.3g} "
-                    f"({label}: {reason.split(': ', 1)[-1]})"
-                ),
+        judged = holm_outcome.judged
+        if adjusted[j] >= alpha and judged.label in verdicts.DECIDED:
+            why = (
+                f"its Holm-adjusted p = {adjusted[j]:.3g} over {m} claims is not below alpha "
+                f"{alpha:.3g}"
             )
+            reason = verdicts.Reason(why, unit="", overrides=judged)
+            judged = verdicts.say("inconclusive", budget, holm_outcome.n, reason)
         else:
-            reason += (
-                f" (Holm level {verdicts.fmt_confidence(holm_outcome.confidence)}, {m} claims)"
-            )
+            level = verdicts.fmt_confidence(holm_outcome.confidence)
+            judged = judged.noted(f" (Holm level {level}, {m} claims)")
         outcomes[i] = dataclasses.replace(
-            outcomes[i], verdict=label, reason=reason, family_size=m, holm_p=adjusted[j]
+            outcomes[i],
+            verdict=judged.label,
+            reason=judged.text,
+            judged=judged,
+            family_size=m,
+            holm_p=adjusted[j],
         )
     return outcomes
 

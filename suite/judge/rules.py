@@ -43,7 +43,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from dataclasses import replace as dataclass_replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +50,7 @@ import numpy as np
 from suite.judge import stats, verdicts
 from suite.judge.claims import Claim
 from suite.judge.metrics import MetricInfo, is_degenerate
+from suite.judge.runs import is_censored, run_class
 from suite.result import Result
 
 __all__ = [
@@ -100,13 +100,6 @@ class ArmValues:
     degenerate: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
-def _censored(result: Result, metric: str) -> bool:
-    if not metric.endswith("steps_to_threshold"):
-        return False
-    reached = metric[: -len("steps_to_threshold")] + "reached_threshold"
-    return result.metrics.get(reached) == 0.0
-
-
 def arm_values(results: list[Result], arm: str, metric: str) -> ArmValues:
     """Per-seed values of ``metric`` in ``arm`` (seed order), diverged runs as NaN.
 
@@ -118,16 +111,17 @@ def arm_values(results: list[Result], arm: str, metric: str) -> ArmValues:
     out = ArmValues(arm, [], np.zeros(0), n_runs=len(mine))
     values, censored, degenerate = [], [], []
     for r in mine:
-        if r.status == "failed":
+        kind = run_class(r, metric)
+        if kind == "failed":
             out.n_failed += 1
             continue
-        if r.status != "diverged" and metric not in r.metrics:
+        if kind == "missing":
             out.n_missing += 1
             continue
-        value = float(r.metrics[metric]) if r.status != "diverged" else float("nan")
         out.seeds.append(r.seed)
-        values.append(value if math.isfinite(value) else float("nan"))
-        censored.append(r.status != "diverged" and _censored(r, metric))
+        values.append(float(r.metrics[metric]) if kind == "finished" else float("nan"))
+        # Flags on every run that did not diverge (a NaN value of a finished run included).
+        censored.append(r.status != "diverged" and is_censored(r, metric))
         degenerate.append(r.status != "diverged" and is_degenerate(r))
     out.values = np.array(values, dtype=np.float64)
     out.censored = np.array(censored, dtype=bool)
@@ -334,8 +328,9 @@ def _no_spread(e: stats.Effect, v: verdicts.Verdict) -> verdicts.Verdict:
     """Say so when a decided interval has zero width (arms constant, or a constant difference)."""
     if e.se != 0 or v.label not in verdicts.DECIDED:
         return v
-    why = " (no spread: the difference is the same in every seed, so the interval has no width)"
-    return dataclass_replace(v, text=v.text + why)
+    return v.noted(
+        " (no spread: the difference is the same in every seed, so the interval has no width)"
+    )
 
 
 def _direction(s: Sample, confidence: float, budget: str) -> Judged:
@@ -426,9 +421,8 @@ RULES: dict[str, Callable[[Sample, float, str], Judged]] = {
 
 
 def inconclusive(v: verdicts.Verdict, why: str) -> verdicts.Verdict:
-    text = v.text.split(": ", 1)[-1]
-    head = f"inconclusive at {v.budget} budget, n={v.n} seeds per arm"
-    return verdicts.Verdict("inconclusive", v.budget, v.n, f"{head}: {why} ({v.label}: {text})")
+    """``v`` overridden: inconclusive because ``why``, quoting what ``v`` said."""
+    return verdicts.say("inconclusive", v.budget, v.n, verdicts.Reason(why, overrides=v))
 
 
 def _censoring(s: Sample, v: verdicts.Verdict) -> verdicts.Verdict:
@@ -453,15 +447,11 @@ def _censoring(s: Sample, v: verdicts.Verdict) -> verdicts.Verdict:
                 f"so {v.label!r} cannot be concluded",
             )
         if v.label == "reproduced" and s.kind != "direction":
-            text = v.text.split(": ", 1)[-1]
-            return verdicts.Verdict(
-                "direction-only",
-                v.budget,
-                v.n,
-                f"direction-only at {v.budget} budget, n={v.n} seeds per arm: direction "
-                f"reproduced, size undetermined: {b.name} censored in {b.n_censored} runs, so "
-                f"the effect is only bounded below ({text})",
+            why = (
+                f"direction reproduced, size undetermined: {b.name} censored in {b.n_censored} "
+                f"runs, so the effect is only bounded below ({v.body})"
             )
+            return verdicts.say("direction-only", v.budget, v.n, verdicts.Reason(why))
     return v
 
 
@@ -522,7 +512,6 @@ def rank_verdict(
     if early is not None:
         return early
     ci = f"{verdicts.fmt_confidence(confidence)} CI [{e.ci_low:.3g}, {e.ci_high:.3g}]"
-    head = f"at {budget} budget, n={n} seeds per arm (rank policy: diverged runs ranked last)"
     p = f"P(A better than B) = {e.estimate:.3g}, {ci} ({e.method})"
     if e.ci_low > 0.5:
         label = "reproduced" if kind == "direction" else "direction-only"
@@ -531,7 +520,7 @@ def rank_verdict(
         label, why = "contradicted", f"{p} lies below 0.5"
     else:
         label, why = "inconclusive", f"{p} contains 0.5"
-    return verdicts.Verdict(label, budget, n, f"{label} {head}: {why}")
+    return verdicts.say(label, budget, n, verdicts.Reason(why, ranked=True))
 
 
 def arm_row(a: ArmValues, values: np.ndarray, confidence: float) -> dict[str, Any]:

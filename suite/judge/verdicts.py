@@ -31,6 +31,9 @@ Labels (:data:`VERDICTS`)
                     compares nothing: the fact check's verdict, shown beside what was measured.
 
 The precheck (not-run, smoke-only, too few seeds) is decided in one place, :func:`precheck`.
+Every verdict's sentence is written in one place too, :func:`say`, from a :class:`Reason`:
+rules, guards and adjustments (suite/judge/rules.py, suite/judge/evaluate.py) give the reason
+as data, and a step that overrides a verdict quotes it through ``Reason.overrides``.
 
 Direction and sign convention
 -----------------------------
@@ -50,7 +53,7 @@ Budgets: ``"smoke"`` never yields a reproduction verdict. Any other budget name 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "SMOKE_BUDGET",
     "VERDICTS",
     "Direction",
+    "Reason",
     "Verdict",
     "direction_verdict",
     "fmt_confidence",
@@ -72,6 +76,7 @@ __all__ = [
     "judge_value",
     "orient",
     "precheck",
+    "say",
     "size_band",
     "value_margin",
     "value_verdict",
@@ -112,12 +117,64 @@ DECIDED: tuple[str, ...] = ("reproduced", "direction-only", "weaker", "stronger"
 
 @dataclass(frozen=True)
 class Verdict:
-    """A verdict label with the budget and seeds per arm it rests on, and one sentence why."""
+    """A verdict label with the budget and seeds per arm it rests on, and one sentence why.
+
+    Made by :func:`say`, which keeps the sentence's parts in ``reason``, so that a later step
+    quotes or extends the reason (``body``, ``noted``) without taking the sentence apart.
+    """
 
     label: str
     budget: str
     n: int
     text: str
+    reason: Reason | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def body(self) -> str:
+        """The sentence after its head ("95% CI [-3.1, 12] contains 0")."""
+        return self.text if self.reason is None else self.reason.body()
+
+    def noted(self, note: str) -> Verdict:
+        """The same verdict with ``note`` added at the end of its sentence."""
+        if self.reason is None:
+            return replace(self, text=self.text + note)
+        return say(
+            self.label, self.budget, self.n, replace(self.reason, notes=self.reason.notes + note)
+        )
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a verdict has its label, as data; :func:`say` writes the words."""
+
+    why: str
+    """the clause that says why ("95% CI [-3.1, 12] contains 0")"""
+    unit: str | None = "seeds per arm"
+    """how ``n`` is counted in the head ("seeds per arm", "seeds"); "" names n alone, None
+    names no n ("not-run at quick budget: ...")"""
+    ranked: bool = False
+    """the rank policy decided: the head says so"""
+    overrides: Verdict | None = None
+    """the verdict this one replaces (an adjustment, Holm), quoted after ``why``"""
+    notes: str = ""
+    """added at the end of the sentence (no spread, ranks decide, the Holm level)"""
+
+    def body(self) -> str:
+        text = self.why
+        if self.overrides is not None:
+            text += f" ({self.overrides.label}: {self.overrides.body})"
+        return text + self.notes
+
+
+def say(label: str, budget: str, n: int, reason: Reason) -> Verdict:
+    """The verdict with its sentence: "LABEL at BUDGET budget, n=N UNIT: BODY" (the one place
+    that writes a verdict's words)."""
+    head = f"{label} at {budget} budget"
+    if reason.unit is not None:
+        head += f", n={n}" + (f" {reason.unit}" if reason.unit else "")
+    if reason.ranked:
+        head += " (rank policy: diverged runs ranked last)"
+    return Verdict(label, budget, n, f"{head}: {reason.body()}", reason)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,19 +198,12 @@ def precheck(budget: str, n: int, unit: str = "seeds per arm") -> Verdict | None
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if n == 0:
-        return Verdict("not-run", budget, 0, f"not-run at {budget} budget: no seeds completed")
+        return say("not-run", budget, 0, Reason("no seeds completed", unit=None))
     if budget.split(" ", 1)[0] == SMOKE_BUDGET:  # "smoke (changed by --set ...)" too
-        return Verdict(
-            "smoke-only",
-            budget,
-            n,
-            f"smoke-only at {budget} budget, n={n} {unit}: a smoke run never yields a "
-            "reproduction verdict",
-        )
+        why = "a smoke run never yields a reproduction verdict"
+        return say("smoke-only", budget, n, Reason(why, unit))
     if n < MIN_SEEDS:
-        return Verdict(
-            "inconclusive", budget, n, f"{_head('inconclusive', budget, n, unit)}: " + _few_seeds(n)
-        )
+        return say("inconclusive", budget, n, Reason(_few_seeds(n), unit))
     return None
 
 
@@ -185,10 +235,6 @@ def _pct(x: float) -> str:
 
 def _ci_text(ci_low: float, ci_high: float, confidence: float, fmt=_fmt) -> str:
     return f"{fmt_confidence(confidence)} CI [{fmt(ci_low)}, {fmt(ci_high)}]"
-
-
-def _head(label: str, budget: str, n: int, unit: str) -> str:
-    return f"{label} at {budget} budget, n={n} {unit}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,7 +484,7 @@ def judge_effect(
             )
     else:
         reason_text = reason[label]
-    return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")
+    return say(label, budget, n, Reason(reason_text, "seeds per arm"))
 
 
 def judge_equivalence(
@@ -467,7 +513,7 @@ def judge_equivalence(
         "contradicted": f"{ci} lies entirely outside {band}",
         "inconclusive": f"{ci} is neither within nor entirely outside {band}",
     }[label]
-    return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")
+    return say(label, budget, n, Reason(reason_text, "seeds per arm"))
 
 
 def judge_value(
@@ -501,7 +547,7 @@ def judge_value(
         reason_text = f"{ci} lies within {band}{tost}"
     else:
         reason_text = f"{ci} is too wide to place it within or outside {band}"
-    return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds')}: {reason_text}")
+    return say(label, budget, n, Reason(reason_text, "seeds"))
 
 
 def judge_direction(
@@ -525,7 +571,7 @@ def judge_direction(
         "contradicted": f"{ci} lies entirely on the unfavoured side of 0 ({direction} is better)",
         "inconclusive": f"{ci} contains 0",
     }[label]
-    return Verdict(label, budget, n, f"{_head(label, budget, n, 'seeds per arm')}: {reason_text}")
+    return say(label, budget, n, Reason(reason_text, "seeds per arm"))
 
 
 def _few_seeds(n: int) -> str:

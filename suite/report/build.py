@@ -22,7 +22,8 @@ edited file) is not mixed in. Every seed run with this config counts, including 
 
 Diverged runs are never dropped. Per-arm metrics are computed over the runs that finished
 (``done``), and each arm's count of diverged runs stands beside them. Claims count diverged runs
-as failures at the worst finite value observed (see ``suite/judge/claims.py``).
+as failures under the judge's diverged policy (``suite/judge/rules.py``); what counts as
+diverged, failed, degenerate or censored is ``suite/judge/runs.py``.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ import numpy as np
 from suite.config import select_results
 from suite.judge.evaluate import ClaimOutcome, evaluate_claims
 from suite.judge.metrics import metric_info
+from suite.judge.runs import CENSORABLE_SUFFIX, is_censored, run_class
 from suite.judge.stats import holm, mean_t_ci, summarize
 from suite.report import render, tuning
 from suite.report.render import REPORT_FILES
-from suite.result import Result
+from suite.result import Result, canonical, task_identity
 
 CURVE_POINTS = 200  # a curve is drawn at most at this many steps
 SEQUENTIAL_FILE = "sequential.json"  # written by run --until-decided: the looks of the design
@@ -55,23 +57,22 @@ SEQUENTIAL_FILE = "sequential.json"  # written by run --until-decided: the looks
 # --------------------------------------------------------------------------------------------
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def config_hash(experiment) -> str:
-    """A hash of everything that defines the runs but the seed: trainer, task and arms."""
+    """A hash of everything that defines the runs but the seed: trainer, task and arms, by the
+    run identity's rule (suite.result.task_identity: speed-only settings left out)."""
     data = {
         "trainer": experiment.trainer,
-        "task": asdict(experiment.task),
+        "task": task_identity(asdict(experiment.task)),
         "arms": {
             arm: {role: spec.to_dict() for role, spec in specs.items()}
             for arm, specs in experiment.arms.items()
         },
     }
     if experiment.arm_tasks:  # arms with their own task (absent: the hash stays as it was)
-        data["arm_tasks"] = {arm: asdict(task) for arm, task in experiment.arm_tasks.items()}
-    return hashlib.sha256(_canonical(data).encode()).hexdigest()[:16]
+        data["arm_tasks"] = {
+            arm: task_identity(asdict(task)) for arm, task in experiment.arm_tasks.items()
+        }
+    return hashlib.sha256(canonical(data).encode()).hexdigest()[:16]
 
 
 def claim_outcomes(
@@ -148,9 +149,8 @@ def _metric_stats(results: list[Result], name: str) -> dict[str, Any]:
         "n": int(values.size),
         "n_nonfinite": n_nonfinite,
     }
-    if name.endswith("steps_to_threshold"):
-        reached = name[: -len("steps_to_threshold")] + "reached_threshold"
-        out["n_censored"] = sum(r.metrics.get(reached) == 0.0 for r in results)
+    if name.endswith(CENSORABLE_SUFFIX):
+        out["n_censored"] = sum(is_censored(r, name) for r in results)
         # A run that never reached the threshold enters at its step budget, so this is a
         # restricted mean (RMST), which lies in [0, budget]: a t interval past either end
         # claims values no run could record, so it is cut there (the claims use RMST too).
@@ -545,7 +545,7 @@ def _finite_by_seed(results: list[Result], arm: str, metric: str) -> dict[int, f
     return {
         r.seed: float(r.metrics[metric])
         for r in results
-        if r.arm == arm and r.status == "done" and math.isfinite(r.metrics.get(metric, math.nan))
+        if r.arm == arm and run_class(r, metric) == "finished"
     }
 
 

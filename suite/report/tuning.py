@@ -38,15 +38,15 @@ def _finite(x: float | None) -> float | None:
 
 
 def metric_stats(results: list[Result], arm: str, metric: str) -> dict[str, Any]:
-    """Mean and 95% Student-t CI of ``metric`` over ``arm``'s finished runs with a finite value;
-    diverged and failed runs are counted beside it."""
+    """Mean and 95% Student-t CI of ``metric`` over ``arm``'s runs with a finite value; diverged
+    (or NaN), failed and censored runs are counted beside it (suite/judge/runs.py)."""
+    from suite.judge.runs import is_censored, run_class
     from suite.judge.stats import mean_t_ci
 
     mine = [r for r in results if r.arm == arm]
-    values = np.array(
-        [float(r.metrics[metric]) for r in mine if r.status == "done" and metric in r.metrics]
-    )
-    values = values[np.isfinite(values)]
+    classes = [run_class(r, metric) for r in mine]
+    finished = [r for r, kind in zip(mine, classes, strict=True) if kind == "finished"]
+    values = np.array([float(r.metrics[metric]) for r in finished], dtype=float)
     interval = mean_t_ci(values)
     low, high = interval.ci_low, interval.ci_high
     return {
@@ -55,17 +55,10 @@ def metric_stats(results: list[Result], arm: str, metric: str) -> dict[str, Any]
         "ci_high": _finite(high),
         "n": int(values.size),
         "n_runs": len(mine),
-        "n_diverged": sum(r.status == "diverged" for r in mine),
-        "n_failed": sum(r.status == "failed" for r in mine),
-        "n_censored": sum(_censored(r, metric) for r in mine if r.status == "done"),
+        "n_diverged": classes.count("diverged"),
+        "n_failed": classes.count("failed"),
+        "n_censored": sum(is_censored(r, metric) for r in finished),
     }
-
-
-def _censored(result: Result, metric: str) -> bool:
-    """A steps-to-threshold run that never reached it: its value is the step budget."""
-    if not metric.endswith("steps_to_threshold"):
-        return False
-    return result.metrics.get(metric[: -len("steps_to_threshold")] + "reached_threshold") == 0.0
 
 
 def _documented_settings(experiment, arm: str, names: list[str]) -> dict[str, Any]:

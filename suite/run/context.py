@@ -1,8 +1,9 @@
 """The run context: everything a trainer gets besides its config and optimizer specs.
 
-A trainer imports this module and nothing else of the run machinery: ``RunContext`` (seed,
-device, run directory, curves, progress, divergence checks, checkpoints, the result record),
-``Diverged``, and the global random generators' state as checkpoint data.
+What a trainer gets of a run: ``RunContext`` (seed, device, run directory, curves, progress,
+divergence checks, checkpoints, the result record), ``Diverged``, and the global random
+generators' state as checkpoint data. What else of suite/ a trainer may import is listed once,
+in tests/test_layout.py (``TRAINER_MAY_IMPORT``), which checks it.
 """
 
 from __future__ import annotations

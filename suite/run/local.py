@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import signal
+import threading
 import time
 
 from suite.errors import ResultsError
@@ -46,6 +47,32 @@ def process_context(trainers: set[str], stacked: bool = False):
     return context
 
 
+def start_process_server(context) -> None:
+    """Start ``context``'s forkserver and wait for its preloads, before any run starts.
+
+    It starts with Ctrl-C ignored, as it ignores it itself once its preloads are imported: a
+    Ctrl-C while it imports torch (the first seconds) would otherwise print its traceback. The
+    run processes it forks ignore SIGINT too (suite/run/worker.py); this process still gets it
+    and stops them. Then a process that needs nothing from this one waits for the imports: the
+    grid's first start would otherwise block on them, and a Ctrl-C then leaves a half-started
+    run process whose queue is gone (a FileNotFoundError traceback).
+    """
+    from multiprocessing import forkserver
+
+    if context.get_start_method() != "forkserver":
+        return
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # inherited
+    try:
+        forkserver.ensure_running()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    warm_up = context.Process(target=os.getpid)
+    warm_up.start()
+    warm_up.join()
+
+
 def jobs(todo: list[RunSpec], stack: str | None) -> list[list[RunSpec]]:
     """What each worker process runs: one run each, or with ``stack`` the unfinished seeds of
     each arm together (one stacked model per arm)."""
@@ -74,8 +101,10 @@ def run_grid(
     store.register(runs)
     store.reconcile(runs)
     todo = [r for r in runs if store.status(r.run_id) not in FINISHED]
-    display.begin(runs, done=len(runs) - len(todo))
     context = process_context({run.trainer for run in todo}, stacked=stack is not None)
+    if todo:
+        start_process_server(context)
+    display.begin(runs, done=len(runs) - len(todo))
     events = context.Queue()
     waiting, active = jobs(todo, stack), {}
     previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
@@ -84,7 +113,7 @@ def run_grid(
             while waiting and len(active) < workers:
                 job = waiting.pop(0)
                 worker_job = WorkerJob(
-                    runs=[run.to_dict() for run in job],
+                    runs=job,
                     results_root=str(store.root),
                     device=device,
                     threads=threads,

@@ -147,7 +147,7 @@ def unpack_directory(data: bytes, directory: Path) -> None:
 
 
 def run_on_worker(
-    run_data: dict[str, Any],
+    run: RunSpec,
     results_root: str,
     run_path: str,
     token_name: str,
@@ -169,7 +169,6 @@ def run_on_worker(
     from suite.run.device import resolve_device
     from suite.run.worker import WorkerJob, execute
 
-    run = RunSpec.from_dict(run_data)
     device = resolve_device(device)
     shared = not force_ship and _sees_store(results_root, token_name, token)
     scratch_root = Path(tempfile.mkdtemp(prefix="suite-ray-"))
@@ -187,7 +186,7 @@ def run_on_worker(
             unpack_directory(run_files, run_dir)
         scratch.register([run])
         events = _Events(sink) if sink is not None else None
-        job = WorkerJob([run_data], str(scratch_root), device, threads, events=events)
+        job = WorkerJob([run], str(scratch_root), device, threads, events=events)
         (status,) = execute(job)
         if events is not None:
             events.flush()
@@ -280,7 +279,7 @@ def run_grid_ray(
                 if not store.claim(run.run_id, owner):
                     continue  # another `suite run` on this results directory has it
                 reference = task.remote(
-                    run.to_dict(),
+                    run,
                     str(root),
                     str(store.run_dir(run).resolve()),
                     token_name,

@@ -3,8 +3,8 @@ seeds of one arm as one stacked model), record each result, release the claims.
 
 A run claims itself in the index before it starts and writes ``result.json`` last, so running
 the same command again skips finished runs and resumes interrupted ones from their last
-checkpoint. Executors (suite/run/local.py, suite/run/ray.py) start workers; trainers see only
-suite/run/context.py.
+checkpoint. Executors (suite/run/local.py, suite/run/ray.py) start workers; a trainer gets a
+suite/run/context.py RunContext (what else it may import: tests/test_layout.py).
 """
 
 from __future__ import annotations
@@ -31,13 +31,16 @@ EXIT_RESULTS_ERROR = 3
 class WorkerJob:
     """What one worker process runs: its runs (one, or the seeds of one arm with ``stack``)."""
 
-    runs: list[dict[str, Any]]  # RunSpec.to_dict() of each run
+    runs: list[RunSpec]  # decoded once, where the grid is expanded (a dict is read as one)
     results_root: str
     device: str
     threads: int
     stack: str | None = None  # a stacking method of the trainer (suite/trainers.py: STACKED)
     grid_pid: int | None = None  # the `suite run` process to watch; None where nobody does
     events: Any = field(default=None, repr=False)  # the live display's queue
+
+    def __post_init__(self) -> None:
+        self.runs = [r if isinstance(r, RunSpec) else RunSpec.from_dict(r) for r in self.runs]
 
 
 def _peak_memory(device: str) -> tuple[float, float | None]:
@@ -99,7 +102,7 @@ def execute(job: WorkerJob) -> list[str]:
 
     torch.set_num_threads(job.threads)
     store, owner = Store(job.results_root), owner_id()
-    runs = [run for run in map(RunSpec.from_dict, job.runs) if _claim(store, run, owner)]
+    runs = [run for run in job.runs if _claim(store, run, owner)]
     if not runs:
         return ["skipped"] * len(job.runs)
     config, specs = _settings(trainer_module(runs[0].trainer), runs[0])
@@ -255,7 +258,7 @@ def child_main(job: WorkerJob) -> None:
         print(f"error: {error}", file=sys.stderr, flush=True)
         os._exit(EXIT_RESULTS_ERROR)
     except Exception as error:  # noqa: BLE001 - outside train(): report in one line, no traceback
-        labels = ", ".join(f"{d.get('arm')}/seed{d.get('seed')}" for d in job.runs)
+        labels = ", ".join(run.label for run in job.runs)
         print(f"error: {labels}: {one_line(error)}", file=sys.stderr, flush=True)
         os._exit(1)
 
