@@ -181,7 +181,7 @@ def markdown(ledger: list[dict[str, Any]]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in ledger:
-        per_arm = "/".join(str(v) for v in (row.get("n_per_arm") or {}).values()) or "0"
+        per_arm = ", ".join(f"{arm} {n}" for arm, n in (row.get("n_per_arm") or {}).items())
         lines.append(
             "| "
             + " | ".join(
@@ -192,7 +192,7 @@ def markdown(ledger: list[dict[str, Any]]) -> str:
                     row.get("budget_label") or row.get("budget"),
                     row["verdict"],
                     row.get("measured_text"),
-                    per_arm,
+                    per_arm or "0",
                     "yes (equal budget)" if row["tuned"] else "no",
                 )
             )
