@@ -6,8 +6,9 @@ The TD loss is a setting, because the optimizer effect depends on it (Obando-Cer
 2021, §5.4: with RMSprop Huber beats MSE, Adam+MSE beats both).
 
 Networks: an MLP (classic control), the Nature CNN on preprocessed Atari frames (ALE ids get
-the standard preprocessing of agents/envs.py), or the MinAtar CNN (conv 16x3x3 + FC 128, Young &
-Tian 2019) on MinAtar's 10x10 frames; ``network`` picks one and ``net_arch`` is the head on top.
+the standard preprocessing of agents/envs.py), or on MinAtar's 10x10 frames the MinAtar CNN (conv
+16x3x3 + FC 128, Young & Tian 2019) or Dopamine's (conv 16x3x3 SAME, Xavier init); ``network``
+picks one (agents/networks.py) and ``net_arch`` is the head on top.
 
 Run: ``python -m suite run quickstart`` (configs/quickstart.yaml) or
 ``python -m suite run dqn-breakout-adam-vs-rmsprop``.
@@ -33,8 +34,15 @@ from agents.common import (
     resume_model,
     role_details,
 )
-from agents.envs import AtariSettings, check_env_id, check_network, check_trains, describe
-from agents.networks import FEATURE_EXTRACTORS
+from agents.envs import (
+    AtariSettings,
+    check_env_id,
+    check_env_kwargs,
+    check_network,
+    check_trains,
+    describe,
+)
+from agents.networks import CONV_NETS, FEATURE_EXTRACTORS, initialize
 from agents.sb3_roles import RoleOptimizers
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
@@ -69,8 +77,9 @@ class Config(StackSettings, EvalSettings):
     exploration_final_eps: float = 0.05
     loss: Literal["huber", "mse"] = "huber"
     """TD loss: Huber (Nature DQN's clipped TD error) or squared error."""
-    network: Literal["mlp", "nature_cnn", "minatar_cnn"] = "mlp"
-    """features extractor: none (MLP), Nature CNN (Atari frames) or MinAtar CNN."""
+    network: Literal["mlp", "nature_cnn", "minatar_cnn", "dopamine_minatar"] = "mlp"
+    """features extractor: none (MLP), Nature CNN (Atari frames), MinAtar CNN or Dopamine's
+    MinAtar network (agents/networks.py)."""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     """hidden layer sizes of the Q-network's head (on the features; [] for the CNNs' papers)."""
 
@@ -90,6 +99,7 @@ class Config(StackSettings, EvalSettings):
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be >= 1")
         check_env_id(self.env_id)
+        check_env_kwargs(self.env_id, self.env_kwargs)
         check_network(self.env_id, self.network)
         check_trains(self.total_timesteps, self.learning_starts, self.train_freq)
         self.validate_evaluation()
@@ -99,12 +109,24 @@ def roles(config: Config) -> tuple[str, ...]:
     return ("q",)
 
 
-def td_loss(current_q: torch.Tensor, target_q: torch.Tensor, loss: str) -> torch.Tensor:
+def td_target(
+    rewards: torch.Tensor, dones: torch.Tensor, discounts, next_q: torch.Tensor
+) -> torch.Tensor:
+    """The one-step TD target r + (1 - done) * gamma * max_a Q_target(s', a) (Mnih et al. 2015,
+    Algorithm 1), ``next_q`` being that maximum."""
+    return rewards + (1 - dones) * discounts * next_q
+
+
+def td_loss(
+    current_q: torch.Tensor, target_q: torch.Tensor, loss: str, dim: int | None = None
+) -> torch.Tensor:
     """Huber (smooth L1, delta 1: the gradient of TD errors beyond +-1 is clipped, as in Nature
-    DQN's "error clipping") or mean squared TD error."""
-    if loss == "huber":
-        return F.smooth_l1_loss(current_q, target_q)
-    return F.mse_loss(current_q, target_q)
+    DQN's "error clipping") or squared TD error, averaged over every element, or over ``dim``
+    only (a seed stack's batch dimension, agents/stacked.py: one loss per seed)."""
+    criterion = F.smooth_l1_loss if loss == "huber" else F.mse_loss
+    if dim is None:
+        return criterion(current_q, target_q)
+    return criterion(current_q, target_q, reduction="none").mean(dim)
 
 
 class SuiteDQN(RoleOptimizers, DQN):
@@ -130,7 +152,7 @@ class SuiteDQN(RoleOptimizers, DQN):
             discounts = data.discounts if data.discounts is not None else self.gamma
             with torch.no_grad():
                 next_q = self.q_net_target(data.next_observations).max(dim=1).values.reshape(-1, 1)
-                target_q = data.rewards + (1 - data.dones) * discounts * next_q
+                target_q = td_target(data.rewards, data.dones, discounts, next_q)
             current_q = torch.gather(self.q_net(data.observations), 1, data.actions.long())
             loss = td_loss(current_q, target_q, self.loss)
             if not torch.isfinite(loss):
@@ -153,7 +175,7 @@ def policy_kwargs(config: Config) -> dict[str, Any]:
 
 
 def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, device: str) -> SuiteDQN:
-    return SuiteDQN(
+    model = SuiteDQN(
         # CnnPolicy scales uint8 frames to [0, 1]; MinAtar's boolean frames are not images to SB3.
         "CnnPolicy" if config.network == "nature_cnn" else "MlpPolicy",
         env,
@@ -174,6 +196,13 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
         device=device,
         verbose=0,
     )
+    spec = CONV_NETS.get(config.network)
+    if spec is not None and spec.init != "torch":
+        # SB3 builds the head (QNetwork.q_net) outside the extractor, with torch's default
+        # initialization: drawn anew by the network's law, and the target copied again.
+        initialize(model.q_net.q_net, spec.init)
+        model.q_net_target.load_state_dict(model.q_net.state_dict())
+    return model
 
 
 def train(config: Config, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result:

@@ -9,7 +9,10 @@ Families and what each needs:
   standard preprocessing below (SB3's AtariWrapper, then a stack of the last 4 frames);
 - MinAtar (``MinAtar/Breakout-v1``): ``suite[atari]``; its gymnasium entry point is not loaded by
   gymnasium 1.x, so it is registered explicitly, and it has no time limit of its own, so one is
-  added (MINATAR_MAX_EPISODE_STEPS unless the task sets ``max_episode_steps``).
+  added (MINATAR_MAX_EPISODE_STEPS unless the task sets ``max_episode_steps``). ``-v1`` ids use
+  the game's minimal action set, ``-v0`` all 6 actions; ``env_kwargs`` set either
+  (``use_minimal_action_set``) and the sticky-action probability (``sticky_action_prob``,
+  MinAtar's default 0.1): MINATAR_KWARGS.
 
 The Monitor that records episode statistics sits *inside* the Atari preprocessing: it sees the
 game's own score over whole games (all lives), not clipped rewards over single lives, which is
@@ -30,6 +33,17 @@ from gymnasium.wrappers import FrameStackObservation, ReshapeObservation, TimeLi
 from stable_baselines3.common.monitor import Monitor
 
 from suite.errors import ConfigError
+
+# The make kwargs MinAtar takes (MinAtar 1.0.15): minatar/gym.py BaseEnv's own
+# (use_minimal_action_set, render_mode, display_time), the rest passed on to the game
+# (minatar/environment.py Environment: sticky_action_prob, default 0.1; difficulty_ramping).
+MINATAR_KWARGS = (
+    "use_minimal_action_set",
+    "sticky_action_prob",
+    "difficulty_ramping",
+    "render_mode",
+    "display_time",
+)
 
 # MinAtar has no episode cap. 10,000 steps lies far beyond a greedy Breakout agent's episodes
 # after 1M steps (a few hundred to a few thousand steps) and bounds an evaluation episode in
@@ -121,7 +135,7 @@ def _check_extra(env_id: str, entry_point: str) -> None:
 
 # Which features extractor fits which observations: the Nature CNN takes preprocessed Atari
 # frames (84x84, stacked), the MinAtar CNN MinAtar's 10x10xC frames (agents/networks.py).
-NETWORK_FAMILIES = {"nature_cnn": "atari", "minatar_cnn": "minatar"}
+NETWORK_FAMILIES = {"nature_cnn": "atari", "minatar_cnn": "minatar", "dopamine_minatar": "minatar"}
 
 
 def check_network(env_id: str, network: str) -> None:
@@ -134,6 +148,20 @@ def check_network(env_id: str, network: str) -> None:
             key="task.network",
             choices=["mlp", *(n for n, f in NETWORK_FAMILIES.items() if f == family(env_id))],
         )
+
+
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any] | None) -> None:
+    """A ConfigError now for a MinAtar make kwarg the game does not take (MinAtar would raise a
+    TypeError when the run starts); other families' kwargs are checked by their ``make``."""
+    if family(env_id) != "minatar":
+        return
+    for key in env_kwargs or {}:
+        if key not in MINATAR_KWARGS:
+            raise ConfigError(
+                f"MinAtar takes no env_kwargs {key!r}",
+                key=f"task.env_kwargs.{key}",
+                choices=list(MINATAR_KWARGS),
+            )
 
 
 def check_trains(total_timesteps: int, learning_starts: int, train_freq: int) -> None:
@@ -174,6 +202,7 @@ def make(
     if kind == "gym":
         return Monitor(gym.make(env_id, max_episode_steps=max_episode_steps, **(env_kwargs or {})))
     if kind == "minatar":
+        check_env_kwargs(env_id, env_kwargs)
         env = gym.make(env_id, **(env_kwargs or {}))
         return Monitor(TimeLimit(env, max_episode_steps or MINATAR_MAX_EPISODE_STEPS))
     return _atari(env_id, env_kwargs or {}, max_episode_steps, atari or AtariSettings())
@@ -206,7 +235,8 @@ def _atari(
 
 def describe(env: gym.Env, atari: AtariSettings | None = None) -> dict[str, Any]:
     """The settings in force, defaults included: make kwargs (sticky actions, frame skip), time
-    limit, wrappers (outermost first), observation shape, and the Atari preprocessing."""
+    limit, wrappers (outermost first), observation shape, the Atari preprocessing, and MinAtar's
+    sticky-action probability and action set."""
     spec = env.unwrapped.spec
     wrappers, limit, node = [], None, env
     while isinstance(node, gym.Wrapper):
@@ -223,6 +253,13 @@ def describe(env: gym.Env, atari: AtariSettings | None = None) -> dict[str, Any]
     }
     if spec is not None and family(spec.id) == "atari":
         info["atari"] = asdict(atari or AtariSettings())
+    if spec is not None and family(spec.id) == "minatar":
+        # In force whether or not env_kwargs set them (minatar/gym.py BaseEnv).
+        game = env.unwrapped
+        info["minatar"] = {
+            "sticky_action_prob": float(game.game.sticky_action_prob),
+            "action_set": [int(a) for a in game.action_set],
+        }
     return info
 
 

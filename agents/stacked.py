@@ -26,6 +26,7 @@ from stable_baselines3.common.monitor import Monitor
 from agents import dqn, sac, stacked_kfac
 from agents.common import eval_seed, final_metrics, make_env
 from agents.envs import describe
+from agents.networks import CONV_NETS, ConvNet, Init, init_bounds
 from agents.replay import Replay, sample_indices
 from suite.errors import ConfigError
 from suite.optimizers import OptimizerSpec, capture_blockers, role_details
@@ -36,6 +37,7 @@ from suite.run.stacking import (
     LeadingSeedDimension,
     StackedOptimizer,
     continuing_stream,
+    in_step_groups,
     joined_optimizer_state,
     lone_rng,
     seed_optimizer_state,
@@ -54,16 +56,12 @@ LONE_CHECKPOINT = "checkpoint.pt"
 ENVS = "stack-envs.pkl"
 # SB3's Actor: LOG_STD_MIN, LOG_STD_MAX (sac/policies.py); SquashedDiagGaussian's epsilon.
 LOG_STD_MIN, LOG_STD_MAX, SQUASH_EPS = -20.0, 2.0, 1e-6
-# agents/networks.py MinAtarCNN: one conv of 16 3x3 filters, stride 1, then 128 features
-# (Young & Tian 2019, §4).
-MINATAR_CONVS, MINATAR_FEATURES = [(16, 3, 1)], 128
-# SB3's NatureCNN (agents/networks.py's table): conv 32 8x8 s4, 64 4x4 s2, 64 3x3 s1, each then
-# ReLU, flatten, Linear 512, ReLU (Mnih et al. 2015, Methods, "Model architecture").
-NATURE_CONVS, NATURE_FEATURES = [(32, 8, 4), (64, 4, 2), (64, 3, 1)], 512
-# SB3 scales uint8 image observations to [0, 1] (preprocessing.preprocess_obs).
-IMAGE_SCALE = 255.0
-# The Q-networks a DQN stack builds (the ``network`` setting).
-DQN_NETWORKS = ("mlp", "minatar_cnn", "nature_cnn")
+# The Q-networks a DQN stack builds (the ``network`` setting): the MLP and agents/networks.py's
+# CNNs, from the layer specs the lone extractors are built from.
+DQN_NETWORKS = ("mlp", *CONV_NETS)
+# Channels-last grouped convolutions: on the CPU (1 thread, batch 32) one update of 4 Nature-CNN
+# seeds took 99 ms against 129 ms contiguous; no gain on MinAtar's 10x10.
+CHANNELS_LAST = ("nature_cnn",)
 
 
 # --- stacked networks -------------------------------------------------------------------------
@@ -73,23 +71,29 @@ class StackedMLP(LeadingSeedDimension):
     """``members`` MLPs per seed (SAC's twin critics: 2), ReLU between layers, as weight tensors
     of shape (S, members, fan_in, fan_out) and biases (S, members, 1, fan_out).
 
-    Each seed's weights are drawn from its own generator with PyTorch's default Linear
-    initialization (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias), seed by seed, so a
-    seed's draws do not depend on the other seeds of the stack.
+    Each seed's weights are drawn from its own generator by ``init``'s law (agents/networks.py
+    ``init_bounds``; 'torch': PyTorch's default Linear initialization, the one SB3's networks
+    use), seed by seed, so a seed's draws do not depend on the other seeds of the stack.
     """
 
-    def __init__(self, sizes: list[int], members: int, generators: list[torch.Generator], device):
+    def __init__(
+        self,
+        sizes: list[int],
+        members: int,
+        generators: list[torch.Generator],
+        device,
+        init: Init = "torch",
+    ):
         self.seeds, self.members, self.sizes = len(generators), members, sizes
         self.weights: list[torch.Tensor] = []
         self.biases: list[torch.Tensor] = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-            bound = 1.0 / math.sqrt(fan_in)
-            w, b = [], []
-            for g in generators:
-                w.append(_uniform((members, fan_in, fan_out), bound, g, device))
-                b.append(_uniform((members, 1, fan_out), bound, g, device))
-            self.weights.append(torch.stack(w).requires_grad_())
-            self.biases.append(torch.stack(b).requires_grad_())
+            weight, bias = _draw_layer(
+                (members, fan_in, fan_out), (members, 1, fan_out), init, (fan_in, fan_out),
+                generators, device,
+            )  # fmt: skip
+            self.weights.append(weight)
+            self.biases.append(bias)
         # K-FAC's statistics of the forwards that train this MLP (agents/stacked_kfac.py).
         self.capture = stacked_kfac.Capture(len(self.weights))
 
@@ -116,46 +120,39 @@ class StackedMLP(LeadingSeedDimension):
 
 
 class StackedConv(LeadingSeedDimension):
-    """S stacks of convolutions (no padding, each followed by ReLU), every layer one grouped
-    convolution over seed-major channels (the seeds folded into the channels, ``groups=S``),
-    so one conv call per layer serves all seeds; PyTorch's default Conv2d initialization
-    (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias) from each seed's generator.
+    """S stacks of an agents/networks.py ``ConvNet``'s convolutions (each followed by ReLU),
+    every layer one grouped convolution over seed-major channels (the seeds folded into the
+    channels, ``groups=S``), so one conv call per layer serves all seeds; each seed's weights
+    drawn from its own generator by the spec's ``init`` law.
 
-    :param shape: one observation's shape: (H, W, C) with ``channels_last`` (MinAtar's
+    :param shape: one observation's shape: (H, W, C) with ``spec.channels_last`` (MinAtar's
         frames), else (C, H, W) (the suite's Atari frames, agents/envs.py).
-    :param layers: (filters, kernel, stride) per layer.
-    :param divisor: the observations are divided by it first (255 for uint8 images, as SB3's
-        ``preprocess_obs``; 1: as they are).
-    :param memory_format: the layout the convolutions run in (a speed setting only).
+    :param memory_format: the layout the convolutions run in (a speed setting only; None:
+        contiguous).
     """
 
     def __init__(
         self,
         shape,
-        layers,
+        spec: ConvNet,
         generators,
         device,
-        channels_last: bool,
-        divisor: float = 1.0,
-        memory_format: torch.memory_format = torch.contiguous_format,
+        memory_format: torch.memory_format | None = None,
     ):
-        self.seeds, self.layers = len(generators), list(layers)
-        self.channels_last, self.divisor = channels_last, float(divisor)
-        self.memory_format = memory_format
-        channels, height, width = (shape[2], *shape[:2]) if channels_last else tuple(shape)
+        self.seeds, self.spec = len(generators), spec
+        self.memory_format = memory_format or torch.contiguous_format
+        channels = shape[2] if spec.channels_last else shape[0]
         self.weights: list[torch.Tensor] = []
         self.biases: list[torch.Tensor] = []
-        for filters, kernel, stride in self.layers:
-            bound = 1.0 / math.sqrt(channels * kernel * kernel)
-            w, b = [], []
-            for g in generators:
-                w.append(_uniform((filters, channels, kernel, kernel), bound, g, device))
-                b.append(_uniform((filters,), bound, g, device))
-            self.weights.append(torch.stack(w).requires_grad_())
-            self.biases.append(torch.stack(b).requires_grad_())
+        for filters, kernel, _ in spec.layers:
+            fans = (channels * kernel * kernel, filters * kernel * kernel)
+            weight, bias = _draw_layer(
+                (filters, channels, kernel, kernel), (filters,), spec.init, fans, generators, device
+            )
+            self.weights.append(weight)
+            self.biases.append(bias)
             channels = filters
-            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
-        self.features = channels * height * width
+        self.features = math.prod(spec.output_shape(tuple(shape)))
 
     def parameters(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
@@ -163,19 +160,35 @@ class StackedConv(LeadingSeedDimension):
     def forward(self, frames: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
         """frames (S, B, *shape) -> flattened features (S, B, features), in the order of
         nn.Flatten on one seed's (filters, H', W') output."""
-        x = frames.float()
-        if self.divisor != 1.0:
-            x = x / self.divisor  # SB3 preprocess_obs: obs.float() / 255.0
-        if self.channels_last:
+        spec, x = self.spec, frames.float()
+        if spec.divisor != 1.0:
+            x = x / spec.divisor  # SB3 preprocess_obs: obs.float() / 255.0
+        if spec.channels_last:
             x = x.permute(0, 1, 4, 2, 3)
         seeds, batch = x.shape[:2]
         h = x.transpose(0, 1).reshape(batch, seeds * x.shape[2], *x.shape[3:])
         h = h.contiguous(memory_format=self.memory_format)
-        for index, (_, kernel, stride) in enumerate(self.layers):
+        for index, (_, kernel, stride) in enumerate(spec.layers):
             weight, bias = params[2 * index], params[2 * index + 1]
             w = weight.reshape(-1, weight.shape[2], kernel, kernel)
-            h = torch.relu(F.conv2d(h, w, bias.reshape(-1), stride=stride, groups=seeds))
+            h = F.conv2d(h, w, bias.reshape(-1), stride, spec.pad(kernel), groups=seeds)
+            h = torch.relu(h)
         return h.reshape(batch, seeds, -1).transpose(0, 1)
+
+
+def _draw_layer(weight_shape, bias_shape, init: Init, fans, generators, device):
+    """One layer's stacked (weight, bias), leaf tensors, each seed's drawn from its generator by
+    ``init``'s law (agents/networks.py ``init_bounds``): weight then bias, seed by seed; a zero
+    bias bound draws nothing."""
+    weight_bound, bias_bound = init_bounds(init, *fans)
+    weights, biases = [], []
+    for g in generators:
+        weights.append(_uniform(weight_shape, weight_bound, g, device))
+        if bias_bound == 0.0:
+            biases.append(torch.zeros(bias_shape, device=device))
+        else:
+            biases.append(_uniform(bias_shape, bias_bound, g, device))
+    return torch.stack(weights).requires_grad_(), torch.stack(biases).requires_grad_()
 
 
 def _uniform(shape, bound: float, generator: torch.Generator, device) -> torch.Tensor:
@@ -220,6 +233,21 @@ class CapturedCalls:
             for k, value in inputs.items():
                 refill(entry[1][k], value)
         return entry[2]()
+
+    def run_update(self, replay: Replay, optimizers: dict[str, StackedOptimizer], draws) -> None:
+        """One update of every seed and role on the host-drawn ``draws`` (batch indices, noise):
+        ``self._update(replay, optimizers, static)`` through ``run_captured``, every role's
+        optimizer stepping once per replay; the losses per seed go to ``last_losses``."""
+        losses = self.run_captured(
+            "update",
+            (replay, optimizers, getattr(replay, "storage_version", 0)),
+            draws,
+            lambda static: (
+                partial(self._update, replay, optimizers, static),
+                replayed_steps(optimizers),
+            ),
+        )
+        self.last_losses.update(losses)
 
 
 def _same_key(a, b) -> bool:
@@ -369,16 +397,7 @@ class SacStack(CapturedCalls, LeadingSeedDimension):
                 for g in self.generators
             ]
         )
-        losses = self.run_captured(
-            "update",
-            (replay, optimizers, getattr(replay, "storage_version", 0)),
-            {"index": index, "noise": noise},
-            lambda static: (
-                partial(self._update, replay, optimizers, static),
-                replayed_steps(optimizers),
-            ),
-        )
-        self.last_losses.update(losses)
+        self.run_update(replay, optimizers, {"index": index, "noise": noise})
 
     def _update(self, replay: Replay, optimizers, static: dict) -> dict[str, torch.Tensor]:
         """The update on the drawn batch indices and noise, capture-safe: the losses per seed."""
@@ -424,7 +443,7 @@ class SacStack(CapturedCalls, LeadingSeedDimension):
 
 
 class DqnStack(CapturedCalls, LeadingSeedDimension):
-    """S DQNs: Q-network and target network (SB3 ``DQN``: MLP, MinAtar or Nature CNN)."""
+    """S DQNs: Q-network and target network (SB3 ``DQN``: MLP or agents/networks.py's CNNs)."""
 
     algo = "DQN"
 
@@ -439,26 +458,20 @@ class DqnStack(CapturedCalls, LeadingSeedDimension):
             raise ConfigError("DQN needs a Discrete action space", key="task.env_id")
         self.config, self.generators, self.device = config, generators, device
         self.seeds, self.n_actions = len(generators), int(action_space.n)
-        self.conv = None
-        # The CNNs' fully connected layer of features and the head are the MLP below.
-        if config.network == "minatar_cnn":
-            # agents/networks.py MinAtarCNN on MinAtar's channels-last boolean frames.
-            self.conv = StackedConv(obs_space.shape, MINATAR_CONVS, generators, device, True)
-            sizes = [self.conv.features, MINATAR_FEATURES]
-        elif config.network == "nature_cnn":
-            # SB3's CnnPolicy on agents/envs.py's Atari frames, (stack, 84, 84) uint8: channels
-            # first already, so SB3 transposes nothing (VecTransposeImage is for channels-last
-            # images) and divides by 255.
-            # Channels-last grouped convolutions: on the CPU (1 thread, batch 32) one update
-            # of 4 seeds took 99 ms against 129 ms contiguous; no gain on MinAtar's 10x10.
-            self.conv = StackedConv(
-                obs_space.shape, NATURE_CONVS, generators, device, False, IMAGE_SCALE,
-                memory_format=torch.channels_last,
-            )  # fmt: skip
-            sizes = [self.conv.features, NATURE_FEATURES]
-        else:
+        self.conv, init = None, "torch"
+        spec = CONV_NETS.get(config.network)
+        if spec is None:
             sizes = [int(np.prod(obs_space.shape))]
-        self.q = StackedMLP([*sizes, *config.net_arch, self.n_actions], 1, generators, device)
+        else:
+            # The CNNs' fully connected layer of features (if any) and the head are the MLP
+            # below. SB3's CnnPolicy takes agents/envs.py's Atari frames, (stack, 84, 84) uint8,
+            # as they are (channels first: VecTransposeImage is for channels-last images).
+            layout = torch.channels_last if config.network in CHANNELS_LAST else None
+            self.conv = StackedConv(obs_space.shape, spec, generators, device, layout)
+            sizes = [self.conv.features, *([spec.features] if spec.features else [])]
+            init = spec.init
+        sizes = [*sizes, *config.net_arch, self.n_actions]
+        self.q = StackedMLP(sizes, 1, generators, device, init)
         self.q_target = [p.detach().clone() for p in self.parameters()]
         self.last_losses: dict[str, torch.Tensor] = {}
 
@@ -540,16 +553,7 @@ class DqnStack(CapturedCalls, LeadingSeedDimension):
         """One gradient step of every seed (agents/dqn.py ``SuiteDQN.train``, one iteration): the
         batch indices drawn here, the step in ``_update`` (a CUDA graph on CUDA)."""
         index = sample_indices(replay, self.config.batch_size, self.generators)
-        losses = self.run_captured(
-            "update",
-            (replay, optimizers, getattr(replay, "storage_version", 0)),
-            {"index": index},
-            lambda static: (
-                partial(self._update, replay, optimizers, static),
-                replayed_steps(optimizers),
-            ),
-        )
-        self.last_losses.update(losses)
+        self.run_update(replay, optimizers, {"index": index})
 
     def _update(self, replay: Replay, optimizers, static: dict) -> dict[str, torch.Tensor]:
         """The TD step on the drawn batch indices, capture-safe: the losses per seed. The target
@@ -558,13 +562,10 @@ class DqnStack(CapturedCalls, LeadingSeedDimension):
         obs, actions, rewards, next_obs, dones = replay.sample(static["index"])
         with torch.no_grad():
             next_q = self.q_values(next_obs, self.q_target).max(-1).values
-            target_q = rewards + (1 - dones) * config.gamma * next_q
+            target_q = dqn.td_target(rewards, dones, config.gamma, next_q)
         with self.q.capture.capturing():
             current_q = self.q_values(obs).gather(-1, actions.long()[..., None])[..., 0]
-        if config.loss == "huber":
-            losses = F.smooth_l1_loss(current_q, target_q, reduction="none").mean(1)
-        else:
-            losses = F.mse_loss(current_q, target_q, reduction="none").mean(1)
+        losses = dqn.td_loss(current_q, target_q, config.loss, dim=1)  # (S,): one per seed
         _step(optimizers["q"], losses)
         return {"q": losses.detach()}
 
@@ -792,17 +793,12 @@ def train_stack(
         raise ValueError(f"RL stacks use batched matmuls ('bmm'), not {method!r}")
     kind = "sac" if isinstance(config, sac.Config) else "dqn"
     check_same_settings(contexts)
-    states = [ctx.load_checkpoint(CHECKPOINT) for ctx in contexts]
-    groups: dict[int, list[int]] = {}
-    for index, state in enumerate(states):
-        groups.setdefault(0 if state is None else state["step"], []).append(index)
-    results: dict[int, Result] = {}
-    for indices in groups.values():
-        group = train_group(
-            kind, config, specs, [contexts[i] for i in indices], [states[i] for i in indices]
-        )
-        results.update(zip(indices, group, strict=True))
-    return [results[i] for i in range(len(contexts))]
+    return in_step_groups(
+        contexts,
+        partial(train_group, kind, config, specs),
+        lambda ctx: ctx.load_checkpoint(CHECKPOINT),
+        step=lambda state: state["step"],
+    )
 
 
 def check_same_settings(contexts: list[RunContext]) -> None:

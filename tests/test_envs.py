@@ -25,6 +25,35 @@ def test_minatar_is_registered_with_a_time_limit():
     )
 
 
+def test_minatar_action_set_and_sticky_actions_are_env_kwargs_and_recorded():
+    """Dopamine's MinAtar runs play all 6 actions with MinAtar's own sticky actions (0.1): on a
+    -v1 id, ``use_minimal_action_set: false``; ``describe`` records both, defaults included."""
+    pytest.importorskip("minatar")
+    full = make_env("MinAtar/Breakout-v1", 0, {"use_minimal_action_set": False})
+    assert full.action_space.n == 6
+    assert describe(full)["minatar"] == {
+        "sticky_action_prob": 0.1,
+        "action_set": [0, 1, 2, 3, 4, 5],
+    }
+    # Breakout's minimal set: no-op, left, right of MinAtar's n, l, u, r, d, f.
+    minimal = describe(make_env("MinAtar/Breakout-v1", 0, {"sticky_action_prob": 0.0}))
+    assert minimal["minatar"] == {"sticky_action_prob": 0.0, "action_set": [0, 1, 3]}
+    assert minimal["make_kwargs"]["sticky_action_prob"] == 0.0
+
+
+def test_an_unknown_minatar_env_kwarg_is_a_config_error_before_any_run():
+    pytest.importorskip("minatar")
+    from agents import dqn
+
+    config = dqn.Config(env_id="MinAtar/Breakout-v1", env_kwargs={"sticky_actions": 0.1})
+    for attempt in (config.validate, lambda: make_env(config.env_id, 0, config.env_kwargs)):
+        with pytest.raises(ConfigError, match="MinAtar takes no env_kwargs 'sticky_actions'") as e:
+            attempt()
+        assert (
+            "sticky_action_prob" in str(e.value) and e.value.key == "task.env_kwargs.sticky_actions"
+        )
+
+
 def test_minatar_cnn_is_conv16_then_fc128():
     pytest.importorskip("minatar")
     env = make_env("MinAtar/Breakout-v1", 0)

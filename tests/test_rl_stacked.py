@@ -440,7 +440,8 @@ def test_an_unstackable_q_network_is_one_line_naming_the_choices():
     with pytest.raises(ConfigError) as error:
         stacked.DqnStack(config, space, gym.spaces.Discrete(2), generators, "cpu")
     message = str(error.value)
-    assert "'mlp_trunk'" in message and "(valid: mlp, minatar_cnn, nature_cnn)" in message
+    valid = "(valid: mlp, minatar_cnn, nature_cnn, dopamine_minatar)"
+    assert "'mlp_trunk'" in message and valid in message
     assert "\n" not in message
 
 
