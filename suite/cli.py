@@ -388,11 +388,11 @@ def _check_one_implementation(experiment, store, runs, stack: str | None) -> Non
     under one arm name."""
     from suite.config import select_results
     from suite.result import FINISHED
-    from suite.trainers import STACKED, stacked_module
+    from suite.trainers import STACKED, StackTrainer, hook, stacked_module
 
     if experiment.trainer not in STACKED:
         return
-    own = getattr(stacked_module(experiment.trainer), "IMPLEMENTATION", None)
+    own = hook(stacked_module(experiment.trainer), StackTrainer, "IMPLEMENTATION")
     if own is None:  # a stack that trains what the lone trainer trains (DCGAN, VAE)
         return
     # Only runs that never started: an interrupted one resumes the way it began (worker.py).
@@ -416,15 +416,14 @@ def _stack_method(experiment, args) -> str | None:
     if args.stack_seeds is None:
         return None
     from suite.optimizers import check_stackable
-    from suite.trainers import stack_method, stacked_module
+    from suite.trainers import StackTrainer, hook, stack_method, stacked_module
 
     if args.executor != "local":
         raise ConfigError("runs with the local executor only", key="--stack-seeds")
     method = stack_method(experiment.trainer, args.stack_seeds)
     # A stack module may batch more than the elementwise optimizers (agents/stacked.py: K-FAC).
-    check_stackable = getattr(
-        stacked_module(experiment.trainer), "check_stackable", check_stackable
-    )
+    own_check = hook(stacked_module(experiment.trainer), StackTrainer, "check_stackable")
+    check_stackable = own_check or check_stackable
     for arm, specs in experiment.arms.items():
         for role, spec in specs.items():
             try:

@@ -353,7 +353,7 @@ def load_experiment(
 
 def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
     from suite.judge.claims import validate_claims
-    from suite.trainers import trainer_module
+    from suite.trainers import Trainer, hook, trainer_module
 
     raw = read_yaml(path)
     _check_top_level(raw)
@@ -423,7 +423,7 @@ def _load(path: Path, budget: str, overrides, seeds, arm_names) -> Experiment:
         arm_tasks = {a: t for a, t in arm_tasks.items() if a in resolved_arms}
     metrics = coerce(raw.get("metrics", []), list[str], "metrics")
     claims = validate_claims(raw.get("claims"), file_arms, metrics)
-    declared = getattr(module, "recorded_metrics", None)
+    declared = hook(module, Trainer, "recorded_metrics")
     if callable(declared):  # the trainer says what it records: check the names now
         recorded = {m for config in [task, *arm_tasks.values()] for m in declared(config)}
         check_recorded(metrics, claims, recorded, raw["trainer"])

@@ -7,7 +7,7 @@ Each trainer module reads top to bottom and is a :class:`Trainer`:
 - ``roles(config) -> tuple[str, ...]``: the optimizer roles it trains with that config;
 - ``train(config, specs, ctx) -> Result``: one run, given role -> OptimizerSpec and a RunContext.
 
-A trainer imports of the run machinery only ``suite.run.context`` (tests/test_layout.py).
+What a trainer may import is listed once, in tests/test_layout.py (``TRAINER_MAY_IMPORT``).
 
 A trainer in STACKED can also train the seeds of one arm together as one stacked model
 (``suite run --stack-seeds``): its stack module is a :class:`StackTrainer`, whose
@@ -35,7 +35,9 @@ from suite.run.context import RunContext
 
 
 class Trainer(Protocol):
-    """What a trainer module provides (a module satisfies a Protocol by its attributes)."""
+    """What a trainer module provides (a module satisfies a Protocol by its attributes).
+    ``Config``, ``roles`` and ``train`` are required; the methods after them are optional hooks,
+    looked up with :func:`hook`."""
 
     Config: type
 
@@ -43,9 +45,19 @@ class Trainer(Protocol):
 
     def train(self, config: Any, specs: dict[str, OptimizerSpec], ctx: RunContext) -> Result: ...
 
+    def recorded_metrics(self, config: Any) -> tuple[str, ...]:
+        """Optional: the metric keys a run with ``config`` records, so a file naming another
+        is refused when it loads (suite/config.py) rather than after the runs."""
+        ...
+
 
 class StackTrainer(Protocol):
-    """What a stack module (STACKED) provides."""
+    """What a stack module (STACKED) provides: ``train_stack``; the rest are optional hooks,
+    looked up with :func:`hook`."""
+
+    # Optional: set where the stack is its own implementation of the lone trainer's algorithm
+    # (agents/stacked.py, not stable-baselines3); results record it in details.implementation.
+    IMPLEMENTATION: str
 
     def train_stack(
         self,
@@ -54,6 +66,36 @@ class StackTrainer(Protocol):
         contexts: list[RunContext],
         method: str,
     ) -> list[Result]: ...
+
+    def check_stackable(self, role: str, spec: OptimizerSpec) -> None:
+        """Optional: raise ValueError for a spec the stack cannot batch over seeds (default:
+        suite.optimizers.check_stackable, the elementwise optimizers)."""
+        ...
+
+    def resumes_lone(self, ctx: RunContext) -> bool:
+        """Optional: whether the seed of ``ctx`` holds a lone run's checkpoint that the stack
+        cannot load, so it goes on lone (suite/run/worker.py)."""
+        ...
+
+    def resume_method(self, ctx: RunContext) -> str | None:
+        """Optional: the stacking method a lone run must resume with, where its directory holds
+        a stack's checkpoint its lone trainer cannot load."""
+        ...
+
+
+# The optional hooks of each Protocol: everything the run machinery looks up by name.
+OPTIONAL_HOOKS: dict[type, tuple[str, ...]] = {
+    Trainer: ("recorded_metrics",),
+    StackTrainer: ("IMPLEMENTATION", "check_stackable", "resumes_lone", "resume_method"),
+}
+
+
+def hook(module: ModuleType, protocol: type, name: str) -> Any:
+    """``module``'s optional hook ``name`` of ``protocol``, or None where it has none. A name
+    the Protocol does not declare is a programming error, not a missing hook."""
+    if name not in OPTIONAL_HOOKS[protocol]:
+        raise KeyError(f"{name!r} is not an optional hook of {protocol.__name__}")
+    return getattr(module, name, None)
 
 
 # Written by hand; modules are imported only when an experiment uses them.

@@ -141,10 +141,10 @@ def _train_stack(
     """The seeds of a stacked job: those whose directory holds a lone run's checkpoint the stack
     cannot load (the stack module's ``resumes_lone``) go on lone, one after another, each with
     its own divergence or failure; the others train as one stack."""
-    from suite.trainers import stacked_module, trainer_module
+    from suite.trainers import StackTrainer, hook, stacked_module, trainer_module
 
     stack = stacked_module(contexts[0].run.trainer)
-    resumes_lone = getattr(stack, "resumes_lone", None)
+    resumes_lone = hook(stack, StackTrainer, "resumes_lone")
     lone = [i for i, ctx in enumerate(contexts) if resumes_lone is not None and resumes_lone(ctx)]
     results: dict[int, Result] = {}
     for i in lone:
@@ -164,11 +164,11 @@ def _train_stack(
 def _stacked_resume(run: RunSpec, ctx: RunContext) -> str | None:
     """The stacking method a lone run must resume with, where its directory holds a stack's
     checkpoint in a format its lone trainer cannot load (agents/stacked.py: resume_method)."""
-    from suite.trainers import STACKED, stacked_module
+    from suite.trainers import STACKED, StackTrainer, hook, stacked_module
 
     if run.trainer not in STACKED:
         return None
-    resume = getattr(stacked_module(run.trainer), "resume_method", None)
+    resume = hook(stacked_module(run.trainer), StackTrainer, "resume_method")
     return None if resume is None else resume(ctx)
 
 
