@@ -122,6 +122,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (CPU 2, GPU 30)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
+        "--width", type=int, default=64, help="generator and discriminator width (ngf = ndf)"
+    )
+    parser.add_argument(
         "--compile", action="store_true", help="rows with torch.compile'd nets (eager, graph)"
     )
     parser.add_argument(
@@ -144,12 +147,15 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (30 if cuda else 2)
     torch.manual_seed(0)
     config = Config(
-        data=ImageDataConfig(), batch_size=args.batch_size,
-        cpu_speed_settings=args.cpu_speed_settings,
+        data=ImageDataConfig(), batch_size=args.batch_size, generator_width=args.width,
+        discriminator_width=args.width, cpu_speed_settings=args.cpu_speed_settings,
     )  # fmt: skip
     data = random_data(4096, args.device)
-    print(f"device {args.device}, batch {args.batch_size}, {steps} timed steps, "
-          f"threads {torch.get_num_threads()}, torch {torch.__version__}", flush=True)  # fmt: skip
+    print(
+        f"device {args.device}, width {args.width}, batch {args.batch_size}, {steps} timed "
+        f"steps, threads {torch.get_num_threads()}, torch {torch.__version__}",
+        flush=True,
+    )
     reference = time_reference(config, data, args.device, steps, warmup)
     print(f"{'reference (pytorch/examples, fp32 eager)':52s} {reference:9.1f} images/s   1.00x")
     rows = [(config, False)]

@@ -10,8 +10,10 @@ Images are 28x28 or 32x32 (MNIST, Fashion-MNIST, CIFAR-10) or 64x64 (CelebA); th
 on the device as uint8 and is normalized and flipped there. Scores (IS and FID, see
 gans/scores.py) are computed every ``eval_every`` generator steps, with a sample grid at fixed
 noise; a generator producing (near-)constant images is recorded as collapsed, NaN losses or
-parameters as diverged. On CUDA: bf16 autocast, channels_last, optional torch.compile (see
-``speed_settings``; ``cpu_speed_settings`` applies them on the CPU too).
+parameters as diverged. The first 20% of training is summarized for CLAIMS.md's GAN rules (early
+loss oscillation, the discriminator's early accuracy: ``early_metrics``). On CUDA: bf16
+autocast, channels_last, optional torch.compile (see ``speed_settings``;
+``cpu_speed_settings`` applies them on the CPU too).
 
 Run: ``python -m suite run dcgan-cifar10-adam0-rmsprop-vs-sgd`` (configs/).
 """
@@ -19,6 +21,7 @@ Run: ``python -m suite run dcgan-cifar10-adam0-rmsprop-vs-sgd`` (configs/).
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
@@ -59,7 +62,8 @@ ROLES = ("generator", "discriminator")
 
 class TrainState(_TrainState):
     """A DCGAN run's checkpoint (gans/train_state.py): both networks' weights with batch-norm
-    statistics, the role optimizers, the data order, the D and G loss sums of the log window."""
+    statistics, the role optimizers, the data order, the D and G loss sums of the log window and
+    the early-window sums (``early_update``)."""
 
     NETWORKS = ROLES
     LOSS_KEY = "loss_sums"
@@ -301,6 +305,15 @@ def generator_loss(fake_logits: torch.Tensor, loss: str) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
+def discriminator_accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The fraction of D's batch it classifies right, in [0, 1]: real images with D(x) > 0.5
+    (logit > 0), generated ones with D(G(z)) < 0.5 (logit < 0), both halves counted alike (they
+    have the same size). A logit of exactly 0 counts as wrong on both sides. Over the last
+    dimension: (B,) -> (), a stack's (S, B) -> (S,)."""
+    right = torch.cat([real_logits > 0, fake_logits < 0], dim=-1)
+    return right.float().mean(-1)
+
+
 # --- one training step -----------------------------------------------------------------------
 #
 # A step is split in two (suite/run/graphs.py): the host part draws the step's randomness (the
@@ -416,6 +429,7 @@ def compute_step(
     inputs: StepInputs,
     config: Config,
     autocast=None,
+    stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``discriminator_steps`` D updates, then one G update, on drawn inputs (capture-safe: no
     random draws, no host reads). Returns the (detached) last D loss and the G loss.
@@ -424,6 +438,9 @@ def compute_step(
         ``discriminate`` and ``speed``; a stack's inputs have a seed dimension, and its losses
         are each seed's, shape (S,). The step minimizes their sum, whose gradient for seed i's
         parameters is seed i's own gradient.
+    :param stats: a dict that receives ``discriminator_accuracy``: the last D update's
+        ``discriminator_accuracy`` on its batch, before that update (per seed over a stack).
+        Only read from the logits the update computes anyway: nothing else changes.
     """
     autocast = autocast or gan.speed.autocast
     d_loss, g_loss = _losses(config, seeded=inputs.indices.dim() == 3)
@@ -444,6 +461,8 @@ def compute_step(
             real_logits = gan.discriminate(real).float()
             fake_logits = gan.discriminate(fake.detach()).float()
             loss_d = d_loss(real_logits, fake_logits)
+        if stats is not None:
+            stats["discriminator_accuracy"] = discriminator_accuracy(real_logits, fake_logits)
         optimizers["discriminator"].zero_grad()
         loss_d.sum().backward()
         optimizers["discriminator"].step()
@@ -477,11 +496,22 @@ class StepGraph:
     draws into ``inputs`` and calls it.
 
     :param compute: the capture-safe compute part, a function of no arguments reading ``inputs``.
+    :param stats: the dict ``compute`` writes its step statistics to (compute_step's
+        ``stats``); once captured, its tensors are static outputs, overwritten by each replay.
     """
 
-    def __init__(self, inputs: StepInputs, compute, device: str, enabled: bool, host_effects):
+    def __init__(
+        self,
+        inputs: StepInputs,
+        compute,
+        device: str,
+        enabled: bool,
+        host_effects,
+        stats: dict | None = None,
+    ):
         self.inputs = inputs
         self.captured = CapturedStep(compute, device, enabled, host_effects=host_effects)
+        self.stats = {} if stats is None else stats
 
     @classmethod
     def build(cls, gan, optimizers: dict, images: torch.Tensor, config: Config, enabled: bool):
@@ -492,11 +522,13 @@ class StepGraph:
         gradients then differ in rounding, SpeedSettings.autocast). Graph off: the cached
         autocast, so a run without a graph trains as before, bit for bit.
         """
-        inputs = StepInputs.empty(config, images.device, gan.seed_shape)
+        inputs, stats = StepInputs.empty(config, images.device, gan.seed_shape), {}
         autocast = functools.partial(gan.speed.autocast, cache_enabled=not enabled)
-        compute = functools.partial(compute_step, gan, optimizers, images, inputs, config, autocast)
+        compute = functools.partial(
+            compute_step, gan, optimizers, images, inputs, config, autocast, stats
+        )
         host = functools.partial(replayed_steps, optimizers, config)
-        return cls(inputs, compute, images.device, enabled, host)
+        return cls(inputs, compute, images.device, enabled, host, stats)
 
     @classmethod
     def lone(cls, gan: GAN, optimizers: dict, data: ImageData, config: Config, enabled: bool):
@@ -505,6 +537,12 @@ class StepGraph:
 
     def __call__(self):
         return self.captured()
+
+    @property
+    def discriminator_accuracy(self) -> torch.Tensor:
+        """The last call's ``discriminator_accuracy`` (compute_step's ``stats``): a static output
+        once captured, like the losses, so read or add it before the next call."""
+        return self.stats["discriminator_accuracy"]
 
 
 def train_step(
@@ -573,6 +611,90 @@ def parameter_sum(module: nn.Module) -> torch.Tensor:
     return sum(p.detach().float().sum() for p in module.parameters())
 
 
+# --- early training, for CLAIMS.md's GAN rules -------------------------------------------------
+#
+# "Generator Adam with low beta1 suppresses early oscillation; RMSprop discriminator avoids early
+# convergence and mode collapse" (CLAIMS.md Part 1, general rules) speaks of early training
+# without saying how early. The early window is the first EARLY_PERCENT of the generator steps:
+# a fraction of the budget, not a fixed count, so it is the same part of training at every
+# budget (the first 400 of a 2,000-step run, the first 6,000 of DCGAN's 30,000); a fifth is long
+# enough for a mean over it to average out minibatch noise (hundreds of steps at the quick and
+# full budgets), and leaves the rest of the run to the outcome metrics (IS, FID, collapse) the
+# rules' "avoids mode collapse" and the claims are judged on. Computed from the per-step losses
+# and logits the loop already has (no extra forward passes, no host reads).
+
+EARLY_PERCENT = 20
+"""the early window: the first EARLY_PERCENT % of the generator steps, rounded up."""
+MIN_EARLY_STEPS = 10
+"""fewer steps in the window than this (runs of fewer than 46 generator steps, such as the
+smoke budgets of the full-width files): the early statistics are not recorded, a mean absolute
+change over a few minibatches measures nothing."""
+EARLY_METRICS = (
+    "train/early_discriminator_loss_change",
+    "train/early_generator_loss_change",
+    "train/early_discriminator_accuracy",
+)
+"""what ``early_metrics`` records (defined there; glossary: suite/report/render.py)."""
+
+
+def early_window(generator_steps: int) -> int:
+    """Generator steps in the early window, ceil(EARLY_PERCENT% of ``generator_steps``), or 0
+    when that is fewer than MIN_EARLY_STEPS (the early statistics are then not recorded)."""
+    window = -(-generator_steps * EARLY_PERCENT // 100)  # integer ceil: no float rounding
+    return window if window >= MIN_EARLY_STEPS else 0
+
+
+def early_update(
+    early: torch.Tensor, step: int, losses: torch.Tensor, accuracy: torch.Tensor
+) -> None:
+    """Add generator step ``step`` (1-based, inside the early window) to the early sums, in
+    place, on the device (no host sync).
+
+    :param early: the sums, shape (..., 5): [sum |D loss - previous D loss|, the same for G,
+        sum of D's accuracy, this step's D loss, G loss] (the last two: the previous step's for
+        the next call). A stack's leading dimension is the seeds.
+    :param losses: this step's [D loss, G loss], shape (..., 2): the last D update's loss (the
+        one ``train/loss_discriminator`` averages) and the G update's.
+    :param accuracy: ``discriminator_accuracy`` of this step's last D update, shape (...).
+    """
+    if step > 1:
+        early[..., :2] += (losses - early[..., 3:]).abs()
+    early[..., 2] += accuracy
+    early[..., 3:] = losses
+
+
+def early_metrics(early: list[float], window: int) -> dict[str, float]:
+    """The early statistics of one seed from its sums after the window (``early_update``):
+
+    - ``train/early_{discriminator,generator}_loss_change``: the mean absolute step-to-step
+      change of the per-step loss, sum_{t=2..W} |l_t - l_(t-1)| / (W - 1), over the window's W
+      generator steps. In the loss's units per step (nats for BCE), >= 0; higher = the losses
+      swing more from one step to the next. A slow trend adds only its total drift / (W - 1), so
+      this is the oscillation and minibatch noise, not how far the loss moved (a standard
+      deviation over the window would mostly measure the early trend).
+    - ``train/early_discriminator_accuracy``: the mean over the W steps of D's accuracy on its
+      own batch (real and generated halves, before its update: ``discriminator_accuracy``), in
+      [0, 1]; near 1 = D separates real from generated images early (early convergence).
+
+    Empty when the window is off (``window`` 0) or a sum is not finite (a checkpoint written
+    before these sums existed): a claim then counts the run as missing the metric.
+    """
+    if window < 2 or not all(math.isfinite(x) for x in early[:3]):
+        return {}
+    d_change, g_change, accuracy = early[0] / (window - 1), early[1] / (window - 1), early[2]
+    values = (d_change, g_change, accuracy / window)
+    return dict(zip(EARLY_METRICS, values, strict=True))
+
+
+def early_point(states: list, device) -> torch.Tensor:
+    """Each seed's early sums (S, 5) where its loop starts: zeros for a fresh start, else its
+    checkpoint's (NaN for a checkpoint that has none: its early statistics are not recorded)."""
+    if states[0] is None:
+        return torch.zeros(len(states), 5, device=device)
+    rows = [torch.full((5,), math.nan) if s.early_sums is None else s.early_sums for s in states]
+    return torch.stack(rows).to(device)
+
+
 # --- the run -----------------------------------------------------------------------------------
 #
 # One loop trains a lone run and a stack of seeds (gans/stacked.py, ``suite run --stack-seeds``):
@@ -612,9 +734,11 @@ class Lone(LoneSeed):
     graphs: str
     """graphs_status: "on" or "off: <reason>"."""
 
-    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One train step: the last D loss, the G loss and D's accuracy (StepGraph)."""
         draw_inputs(self.graph.inputs, self.order)
-        return self.graph()
+        loss_d, loss_g = self.graph()
+        return loss_d, loss_g, self.graph.discriminator_accuracy
 
     def parameter_sums(self) -> dict[str, list[torch.Tensor]]:
         """Each role's parameter sum, per seed: NaN or inf means diverged."""
@@ -633,12 +757,16 @@ def train_seeds(seeds, config: Config, data: ImageData, contexts, states, scorer
     """
     runs = SeedRuns(contexts, stacked=seeds.stacked is not None)
     step, since_log, sums, last_evals = resume_point(states, (2,), data.train.device)
+    early, window = early_point(states, data.train.device), early_window(config.generator_steps)
     total = config.generator_steps
     while step < total and runs.live:
-        loss_d, loss_g = seeds.step()
+        loss_d, loss_g, accuracy = seeds.step()
         # Added now, before the next step overwrites the graph's static losses.
-        sums += torch.stack([loss_d.float(), loss_g.float()], dim=-1)
+        losses = torch.stack([loss_d.float(), loss_g.float()], dim=-1)
+        sums += losses
         step, since_log = step + 1, since_log + 1
+        if step <= window:
+            early_update(early, step, losses, accuracy)
         runs.progress(step, total)
         if step % config.log_every == 0 or step == total:
             means = (sums / since_log).tolist()
@@ -659,12 +787,13 @@ def train_seeds(seeds, config: Config, data: ImageData, contexts, states, scorer
                 last_evals[i] = evaluate(gan, scorers[i], eval_noise(gan, config, ctx.seed))
                 ctx.record(step, last_evals[i])
                 state = TrainState(**seeds.seed_state(i), loss_sums=sums[i], step=step,
-                                   since_log=since_log, last_eval=last_evals[i])  # fmt: skip
+                                   since_log=since_log, last_eval=last_evals[i],
+                                   early_sums=early[i])  # fmt: skip
                 ctx.save_checkpoint(state.state_dict(), rng=seeds.rng(i))
+    early_sums = early.tolist()
     for i in runs.live:
-        runs.outcomes[i] = seed_result(
-            seeds, i, config, data, contexts[i], scorers[i], last_evals[i]
-        )
+        last_eval = {**last_evals[i], **early_metrics(early_sums[i], window)}
+        runs.outcomes[i] = seed_result(seeds, i, config, data, contexts[i], scorers[i], last_eval)
     return runs.results()
 
 
@@ -696,9 +825,11 @@ def networks(gan: GAN) -> dict[str, nn.Module]:
 
 
 def final_metrics(last_eval: dict[str, float], scorer: Scorer) -> dict[str, float]:
+    """The result's metrics: the last evaluation's collapse flag and scores, and the early
+    statistics (``early_metrics``) where ``train_seeds`` added them to ``last_eval``."""
     is_key, fid_key = scorer.keys
     metrics = {"eval/collapsed": last_eval["eval/collapsed"]}
-    for key in (is_key, fid_key):
+    for key in (is_key, fid_key, *EARLY_METRICS):
         if key in last_eval:
             metrics[key] = last_eval[key]
     return metrics

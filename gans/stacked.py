@@ -351,9 +351,12 @@ class Stacked(StackedSeeds):
     images: torch.Tensor
     """the training images (their channels and device are the seeds' GANs')."""
 
-    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return train_step(self.stack, self.optimizers, self.images, self.streams, self.config,
-                          graph=self.graph)  # fmt: skip
+    def step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One train step of every seed (``train_step`` through the graph): the seeds' last D
+        losses, G losses and D accuracies, shape (S,) each."""
+        loss_d, loss_g = train_step(self.stack, self.optimizers, self.images, self.streams,
+                                    self.config, graph=self.graph)  # fmt: skip
+        return loss_d, loss_g, self.graph.discriminator_accuracy
 
     def parameter_sums(self) -> dict[str, list[float]]:
         roles = self.role_params.items()

@@ -47,6 +47,9 @@ class TrainState:
     since_log: int = 0
     """steps in the current log window."""
     last_eval: dict[str, float] = field(default_factory=dict)
+    early_sums: torch.Tensor | None = None
+    """the DCGAN's early-window sums (gans/dcgan.py ``early_update``); None for the VAE, whose
+    checkpoint then has no such key, and for a DCGAN checkpoint written before they existed."""
 
     def restore(self, modules: dict[str, nn.Module], optimizers: dict, order) -> None:
         """Load this state into a lone run's live objects (modules by network name)."""
@@ -58,7 +61,7 @@ class TrainState:
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's ``state`` (the format resume tests pin down)."""
-        return {
+        state = {
             "step": self.step,
             **{name: self.weights[name] for name in self.NETWORKS},
             "optimizers": self.optimizers,
@@ -67,6 +70,9 @@ class TrainState:
             "since_log": self.since_log,
             "last_eval": self.last_eval,
         }
+        if self.early_sums is not None:
+            state["early_sums"] = self.early_sums.detach().cpu()
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> TrainState:
@@ -79,6 +85,7 @@ class TrainState:
             step=state["step"],
             since_log=state["since_log"],
             last_eval=state["last_eval"],
+            early_sums=state.get("early_sums"),
         )
 
     @classmethod

@@ -99,3 +99,43 @@ def test_an_override_quotes_the_reason_not_the_head():
     decided = verdicts.judge_direction(1.0, 2.0, direction="higher", budget=budget, n=5)
     assert rules.inconclusive(decided, "why").text.endswith(f"(reproduced: {decided.body})")
     assert decided.body == "95% CI [1, 2] lies entirely above 0 (higher is better)"
+
+
+def test_a_claim_on_the_collapse_flag_judges_collapses_rather_than_setting_them_aside():
+    # "An RMSprop discriminator avoids mode collapse": the baseline collapses in 4 of 5 seeds,
+    # the arm in none. On eval/collapsed the collapses are the outcome, so the rule decides it;
+    # on another metric the same baseline is "degenerate" and the claim is not interpretable.
+    from suite.judge.claims import Claim
+    from suite.judge.evaluate import evaluate_claim
+    from suite.schema import from_dict
+
+    arm = [run(s, arm="a", **{"eval/collapsed": 0.0, "eval/is": 5.0 + s / 10}) for s in range(5)]
+    base = [
+        run(s, arm="b", **{"eval/collapsed": float(s > 0), "eval/is": 2.0 + s / 10})
+        for s in range(5)
+    ]
+
+    def judged(metric: str, direction: str):
+        raw = {"id": "c", "statement": "s", "metric": metric, "direction": direction}
+        claim = from_dict(Claim, raw | {"arm": "a", "baseline": "b"}, "claims[0]")
+        return evaluate_claim(claim, arm + base, "quick")
+
+    on_collapse, on_score = judged("eval/collapsed", "lower"), judged("eval/is", "higher")
+    assert on_collapse.verdict == "reproduced" and "degenerate" not in on_collapse.reason
+    assert on_score.verdict == "inconclusive" and "baseline degenerate" in on_score.reason
+
+
+def test_a_refused_interval_says_so_instead_of_printing_n_a_bounds():
+    # 4 seeds against 10: the imbalance guard refuses an interval (suite/judge/evaluate.py).
+    from suite.judge.claims import Claim
+    from suite.judge.evaluate import evaluate_claim
+    from suite.schema import from_dict
+
+    results = [run(s, arm="a", m=80.0 + s) for s in range(4)]
+    results += [run(s, arm="b", m=90.0 + s / 2) for s in range(10)]
+    raw = {"id": "c", "statement": "s", "metric": "m", "direction": "lower", "arm": "a"}
+    claim = from_dict(Claim, raw | {"baseline": "b", "effect": {"relative": -0.15}}, "claims[0]")
+    outcome = evaluate_claim(claim, results, "quick")
+    assert outcome.verdict == "inconclusive"
+    text = outcome.measured_text()
+    assert "no CI: refused" in text and "n/a" not in text

@@ -122,14 +122,16 @@ class ClaimOutcome:
             return "not run"
         signed = self.kind not in ("value", "settings")
         level = verdicts.fmt_confidence(self.confidence)
-        body = (
-            f"{format_value(self.measured, self.relative, signed)} ({level} CI "
-            f"{format_value(self.ci_low, self.relative, signed)} to "
-            f"{format_value(self.ci_high, self.relative, signed)}, {self.method})"
-            if self.n >= verdicts.MIN_SEEDS
-            else f"{format_value(self.measured, self.relative, signed)} (no CI: "
-            f"{verdicts.MIN_SEEDS} seeds needed)"
-        )
+        value = format_value(self.measured, self.relative, signed)
+        if self.n < verdicts.MIN_SEEDS:
+            body = f"{value} (no CI: {verdicts.MIN_SEEDS} seeds needed)"
+        elif math.isnan(self.ci_low) or math.isnan(self.ci_high):  # the rules refused it
+            body = f"{value} (no CI: refused, see the verdict's reason; {self.method})"
+        else:
+            body = (
+                f"{value} ({level} CI {format_value(self.ci_low, self.relative, signed)} to "
+                f"{format_value(self.ci_high, self.relative, signed)}, {self.method})"
+            )
         per = (
             "seeds"
             if self.kind in ("value", "settings")

@@ -65,6 +65,19 @@ METRICS: tuple[tuple[str, MetricInfo], ...] = (
     ("*_nats", MetricInfo("positive", "nats", 0.0, None)),
     ("*_bpd", MetricInfo("positive", "bits-per-dim", 0.0, None)),
     ("*/return*", MetricInfo("signed", "env-return", None, None)),
+    # The DCGAN's GAN-rule statistics of the first 20% of generator steps (gans/dcgan.py
+    # early_metrics). A mean absolute step-to-step change of a loss: >= 0, in the loss's units
+    # per step (nats for BCE), > 0 unless the loss never moved; comparable only between runs with
+    # the same loss and batch size (minibatch noise shrinks with the batch), hence its own scale.
+    ("*/early_*_loss_change", MetricInfo("positive", "gan-loss-change-per-step", 0.0, None)),
+    # D's mean accuracy on its own batches (real and generated halves), a fraction in [0, 1];
+    # the sign is left undeclared (0 is possible in principle), so each run is checked when a
+    # relative claim is judged.
+    ("*/early_discriminator_accuracy", MetricInfo(None, "discriminator-accuracy", 0.0, 1.0)),
+    # 1 if the last evaluation's samples were (near-)constant (gans/scores.py
+    # collapse_statistics), else 0: its mean over seeds is the collapse rate. Signed (0 is the
+    # usual value), so no relative claim; a diverged run enters at 1 under the floor policy.
+    ("*/collapsed", MetricInfo("signed", "collapse-flag", 0.0, 1.0)),
 )
 
 
@@ -93,8 +106,12 @@ def _bound(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def is_degenerate(result: Any) -> bool:
-    """Whether a trainer marked the run degenerate (see the module docstring)."""
+def is_degenerate(result: Any, metric: str | None = None) -> bool:
+    """Whether a trainer marked the run degenerate (see the module docstring). For a claim on
+    a degenerate flag itself (a collapse rate), the flag is the outcome measured, not a reason
+    to set the run aside: no run is degenerate for that ``metric``."""
+    if metric in DEGENERATE_FLAGS:
+        return False
     metrics = result.metrics or {}
     if any(metrics.get(flag) == 1 for flag in DEGENERATE_FLAGS):
         return True

@@ -122,7 +122,7 @@ def arm_values(results: list[Result], arm: str, metric: str) -> ArmValues:
         values.append(float(r.metrics[metric]) if kind == "finished" else float("nan"))
         # Flags on every run that did not diverge (a NaN value of a finished run included).
         censored.append(r.status != "diverged" and is_censored(r, metric))
-        degenerate.append(r.status != "diverged" and is_degenerate(r))
+        degenerate.append(r.status != "diverged" and is_degenerate(r, metric))
     out.values = np.array(values, dtype=np.float64)
     out.censored = np.array(censored, dtype=bool)
     out.degenerate = np.array(degenerate, dtype=bool)

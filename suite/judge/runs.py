@@ -49,4 +49,4 @@ def is_censored(result: Any, metric: str) -> bool:
 
 def is_bad(result: Any, metric: str) -> bool:
     """Failed, missing the metric, diverged (or a NaN/inf metric), or degenerate."""
-    return run_class(result, metric) != "finished" or is_degenerate(result)
+    return run_class(result, metric) != "finished" or is_degenerate(result, metric)

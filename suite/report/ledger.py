@@ -200,7 +200,9 @@ def markdown(ledger: list[dict[str, Any]]) -> str:
         )
     lines.append("")
     for row in ledger:
-        lines += [f"## {row['claim']}", "", f"- claim: {row['statement']}"]
+        # A claim can be judged by two experiments (a CPU proxy and the full setup): both rows.
+        title = f"{row['claim']} ({row['experiment']})"
+        lines += [f"## {title}", "", f"- claim: {row['statement']}"]
         if row.get("budget"):
             lines.append(f"- verdict: **{row['verdict_text']}**; {_cell(row.get('reason'))}")
             if row.get("documented_verdict"):

@@ -221,6 +221,18 @@ METRIC_MEANINGS = {
     "{threshold} (a run that never did enters at the step budget: censored)",
     "reached_threshold": "1 if the evaluation return reached {threshold}, else 0",
     "episode_length": "mean evaluation episode length in steps",
+    "collapsed": "1 if the generator's samples at the last evaluation were (near-)constant "
+    "(per-pixel std below 0.02 across or within samples), else 0; the arm's mean is its collapse "
+    "rate",
+    "early_generator_loss_change": "mean absolute change of the generator's loss from one step "
+    "to the next over the first 20% of generator steps (loss units per step; higher = the loss "
+    "oscillates more early on)",
+    "early_discriminator_loss_change": "mean absolute change of the discriminator's loss from "
+    "one step to the next over the first 20% of generator steps (loss units per step; higher = "
+    "the loss oscillates more early on)",
+    "early_discriminator_accuracy": "mean accuracy of the discriminator on its own batches (real "
+    "images with D(x) > 0.5, generated ones with D(G(z)) < 0.5) over the first 20% of generator "
+    "steps, in [0, 1]; near 1 = the discriminator won early (early convergence)",
 }
 
 
