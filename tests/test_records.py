@@ -105,3 +105,12 @@ def test_committed_verdicts_file_is_what_the_records_give():
     rows = ledger.build(PROJECT_ROOT / "records")
     committed = (PROJECT_ROOT / ledger.LEDGER_FILE).read_text(encoding="utf-8")
     assert committed == ledger.markdown(rows)
+
+
+def test_a_tuned_verdict_heads_the_ledger_only_when_both_arms_were_searched_alike():
+    claim = {"arm": "a", "baseline": "b"}
+    assert ledger._equal_tuning(claim, {"a": 6, "b": 6, "c": 2})
+    assert not ledger._equal_tuning(claim, {"b": 6})  # only the baseline was tuned
+    assert not ledger._equal_tuning(claim, {"a": 6, "b": 4})
+    assert not ledger._equal_tuning(claim, {})
+    assert not ledger._equal_tuning({"arm": "a"}, {"a": 6})  # a claim on one arm

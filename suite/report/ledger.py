@@ -24,6 +24,14 @@ def _claim_arms(claim: dict[str, Any]) -> list[str]:
     return [a for a in (claim.get("arm"), claim.get("baseline")) if a]
 
 
+def _equal_tuning(claim: dict[str, Any], trials_per_arm: dict[str, int]) -> bool:
+    """Whether both arms of a comparison were searched, with the same number of trials: only
+    then is the tuned verdict the headline (a baseline tuned against a documented arm, or the
+    other way round, is not a comparison at an equal budget)."""
+    counts = {trials_per_arm.get(arm, 0) for arm in _claim_arms(claim)}
+    return len(_claim_arms(claim)) == 2 and len(counts) == 1 and counts != {0}
+
+
 def _has_runs(claim: dict[str, Any]) -> bool:
     counts = claim.get("n_per_arm") or {}
     return all(counts.get(arm, 0) > 0 for arm in _claim_arms(claim))
@@ -100,12 +108,14 @@ def _experiment_rows(name: str, store, results: list[Result]) -> list[dict[str, 
         with tempfile.TemporaryDirectory() as scratch:
             section = tuning.tuning_section(experiment, store, Path(scratch))
         tuned = {c["id"]: c["tuned"] for c in (section or {}).get("claims", [])}
-        if section and (section.get("not_run") or not section.get("equal_budget", True)):
+        if section and section.get("not_run"):
             tuned = {}
         for claim in claims:
             if claim["id"] in rows or not _has_runs(claim):
                 continue
-            rows[claim["id"]] = _row(experiment, claim, tuned.get(claim["id"]), at_budget)
+            fair = _equal_tuning(claim, (section or {}).get("trials_per_arm") or {})
+            headline = tuned.get(claim["id"]) if fair else None
+            rows[claim["id"]] = _row(experiment, claim, headline, at_budget)
     return list(rows.values())
 
 
