@@ -38,7 +38,7 @@ suite/run/graphs.py) or eager; ``both`` runs the stacked side twice, graphs firs
 two rates and their ratio (the SB3 lines compare the first). Each stacked side prints what its
 runs recorded in ``details.cuda_graphs`` ('on', or 'off: <why>': the CPU, K-FAC, a schedule).
 
-``--network auto`` (DQN) picks the network from the env id as the configs do: ``minatar_cnn``
+``--network auto`` (DQN) picks the network from the env id as the configs do: ``dopamine_minatar``
 with a linear head (``net_arch: []``) and batch 32 for MinAtar/... (configs/
 dqn-breakout-adam-vs-rmsprop.yaml), ``nature_cnn`` with ``net_arch: []`` for ALE ids, else the MLP.
 
@@ -74,13 +74,18 @@ ROLES = {"sac": ("actor", "critic", "entropy"), "dqn": ("q",)}
 # projection needs, arms, seeds, steps per seed, the time it must fit in (minutes), the grid.
 PROJECTIONS = {
     "sac": ("HalfCheetah-v5", 2, 10, 100_000, 10, "sac-halfcheetah-kfac-vs-adam quick"),
-    "dqn": ("MinAtar/Breakout-v1", 4, 20, 1_000_000, 30, "dqn-breakout-adam-vs-rmsprop quick"),
+    "dqn": ("MinAtar/Breakout-v0", 5, 10, 500_000, 30, "dqn-breakout-adam-vs-rmsprop quick"),
 }
 # The network --network auto picks per env family (agents/envs.py: family), and the task
-# settings that come with it (configs/dqn-breakout-adam-vs-rmsprop.yaml: a linear head on the
-# CNN's features, MinAtar's batch 32; the Nature CNN likewise without a hidden MLP).
-NETWORKS = {"minatar": "minatar_cnn", "atari": "nature_cnn", "gym": "mlp"}
-NETWORK_TASK = {"minatar_cnn": {"batch_size": 32}, "nature_cnn": {}, "mlp": {}}
+# settings that come with it (configs/dqn-breakout-adam-vs-rmsprop.yaml: Dopamine's MinAtar network
+# with a linear head, batch 32; the Nature CNN likewise without a hidden MLP).
+NETWORKS = {"minatar": "dopamine_minatar", "atari": "nature_cnn", "gym": "mlp"}
+NETWORK_TASK = {
+    "dopamine_minatar": {"batch_size": 32},
+    "minatar_cnn": {"batch_size": 32},
+    "nature_cnn": {},
+    "mlp": {},
+}
 
 
 def write_experiment(
@@ -528,9 +533,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--network",
-        choices=("auto", "mlp", "minatar_cnn", "nature_cnn"),
+        choices=("auto", "mlp", "minatar_cnn", "dopamine_minatar", "nature_cnn"),
         default="auto",
-        help="DQN's network; auto: minatar_cnn for MinAtar/..., nature_cnn for ALE ids, else mlp",
+        help="DQN's network; auto: dopamine_minatar for MinAtar/..., nature_cnn for ALE ids, "
+        "else mlp",
     )
     parser.add_argument(
         "--batch-size", type=int, default=None, help="default the trainer's (32 for MinAtar)"

@@ -78,7 +78,7 @@ def test_dqn_smoke_nature_rmsprop_with_mse_on_minatar(tmp_path):
     assert result["status"] == "done"
     details = result["details"]
     assert details["q_optimizer"] == "RMSpropDeepMind" and details["loss"] == "mse"
-    assert details["network"] == "minatar_cnn"
+    assert details["network"] == "dopamine_minatar"  # Dopamine's MinAtar DQN, the proxy
     assert details["env"]["max_episode_steps"] == 200  # the smoke budget's time limit
 
 

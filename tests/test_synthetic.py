@@ -352,10 +352,11 @@ def test_roles_come_from_each_arms_task(tmp_path):
 def test_migrated_arm_settings_and_the_retired_arm_overrides():
     dqn = load_experiment("dqn-breakout-adam-vs-rmsprop", "quick")
     assert {arm: dqn.task_for(arm).loss for arm in dqn.arms} == {
-        "adam_huber": "huber",
+        "adam_rainbow_mse": "mse",
+        "rmsprop_mse": "mse",
         "adam_mse": "mse",
         "rmsprop_huber": "huber",
-        "rmsprop_mse": "mse",
+        "adam_huber": "huber",
     }
     ppo = load_experiment("ppo-shared-vs-split-adam", "full")
     assert ppo.task_for("adam_split").max_grad_norm is None
