@@ -43,7 +43,7 @@ from agents.envs import (
     describe,
 )
 from agents.networks import CONV_NETS, FEATURE_EXTRACTORS, initialize
-from agents.sb3_roles import RoleOptimizers
+from agents.sb3_roles import SB3_LR_UNUSED, RoleOptimizers
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
 from suite.run.context import Diverged, RunContext
@@ -181,7 +181,7 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
         env,
         role_specs=dict(specs),
         loss=config.loss,
-        learning_rate=specs["q"].lr,  # SB3 logs it; the RoleOptimizer owns the real lr
+        learning_rate=SB3_LR_UNUSED,
         buffer_size=config.buffer_size,
         learning_starts=config.learning_starts,
         batch_size=config.batch_size,

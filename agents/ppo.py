@@ -46,7 +46,7 @@ from agents.common import (
 )
 from agents.envs import AtariSettings, check_env_id, check_network, describe
 from agents.networks import FEATURE_EXTRACTORS
-from agents.sb3_roles import RoleOptimizers
+from agents.sb3_roles import SB3_LR_UNUSED, RoleOptimizers
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
 from suite.run.context import Diverged, RunContext
@@ -325,7 +325,7 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
         role_specs=dict(specs),
         optimizer_roles=config.optimizer_roles,
         features_extractor_role=config.features_extractor_role,
-        learning_rate=next(iter(specs.values())).lr,  # SB3 logs it; the roles own the real lr
+        learning_rate=SB3_LR_UNUSED,
         n_steps=config.n_steps,
         batch_size=config.batch_size,
         n_epochs=config.n_epochs,

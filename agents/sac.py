@@ -35,7 +35,7 @@ from agents.common import (
     role_details,
 )
 from agents.envs import check_env_id, check_trains, describe
-from agents.sb3_roles import RoleOptimizers
+from agents.sb3_roles import SB3_LR_UNUSED, RoleOptimizers
 from suite.optimizers import OptimizerSpec
 from suite.result import Result
 from suite.run.context import RunContext
@@ -136,7 +136,7 @@ def build(config: Config, specs: dict[str, OptimizerSpec], env, seed: int, devic
         "MlpPolicy",
         env,
         role_specs=dict(specs),
-        learning_rate=specs["actor"].lr,  # SB3 logs it; the roles own the real lrs
+        learning_rate=SB3_LR_UNUSED,
         buffer_size=config.buffer_size,
         learning_starts=config.learning_starts,
         batch_size=config.batch_size,

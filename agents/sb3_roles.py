@@ -24,6 +24,11 @@ from torch import nn
 
 from suite.optimizers import OptimizerSpec, RoleOptimizer, build_role_optimizer, check_roles
 
+# SB3 requires a ``learning_rate``; it only sizes the optimizers SB3 builds before
+# ``install_role_optimizers`` replaces them (SAC's entropy optimizer too: it is a role). The roles
+# own the real lrs, so SB3 gets this placeholder, not a copy of one of them.
+SB3_LR_UNUSED = 0.0
+
 
 def _set_path(obj: Any, path: str, value: Any) -> None:
     head, _, last = path.rpartition(".")
