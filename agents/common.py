@@ -339,22 +339,25 @@ def _tmp(path: Path) -> Path:
 def final_metrics(
     curves: dict[str, list[list[float]]], total: int, final_evals: int, threshold: float | None
 ) -> dict[str, float]:
-    """Final return, area under the curve, and steps to threshold (censored if never reached).
+    """Final return, areas under the curves, and steps to threshold (censored if never reached).
 
     :returns: ``eval/return_final`` (mean of the last ``final_evals`` evaluations),
         ``eval/return_auc`` (trapezoidal area under the eval curve from step 0, divided by
-        ``total`` steps: the mean return over training), and with a threshold
-        ``eval/steps_to_threshold`` (``total`` when censored) and ``eval/reached_threshold``.
+        ``total`` steps: the mean return over training), ``train/episode_return_auc`` (the same
+        area under the training episodes' return, SB3's mean of the last 100 episodes at each
+        evaluation: the learning curve CleanRL and the RL Zoo plot; it stays below the ceiling
+        longer than a greedy evaluation), and with a threshold ``eval/steps_to_threshold``
+        (``total`` when censored) and ``eval/reached_threshold``.
     """
     curve = np.array(curves.get("eval/return", []), dtype=float).reshape(-1, 2)
     if len(curve) == 0:
         return {}
     steps, returns = curve[:, 0], curve[:, 1]
     metrics = {"eval/return_final": float(np.mean(returns[-final_evals:]))}
-    # Before the first evaluation, the curve is held at the first evaluated value.
-    xs, ys = np.concatenate([[0.0], steps]), np.concatenate([[returns[0]], returns])
-    area = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
-    metrics["eval/return_auc"] = area / max(total, 1)
+    metrics["eval/return_auc"] = _mean_over_steps(curve, total)
+    train = np.array(curves.get("train/episode_return", []), dtype=float).reshape(-1, 2)
+    if len(train):
+        metrics["train/episode_return_auc"] = _mean_over_steps(train, total)
     if threshold is not None:
         reached = np.nonzero(returns >= threshold)[0]
         metrics["eval/reached_threshold"] = float(len(reached) > 0)
@@ -362,3 +365,12 @@ def final_metrics(
             float(steps[reached[0]]) if len(reached) else float(total)
         )
     return metrics
+
+
+def _mean_over_steps(curve: np.ndarray, total: int) -> float:
+    """Trapezoidal area under (step, value) points from step 0, divided by ``total`` steps;
+    before the first point the curve is held at its first value."""
+    steps, values = curve[:, 0], curve[:, 1]
+    xs, ys = np.concatenate([[0.0], steps]), np.concatenate([[values[0]], values])
+    area = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
+    return area / max(total, 1)

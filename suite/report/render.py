@@ -217,6 +217,8 @@ def _budget_warning(data: dict[str, Any]) -> str | None:
 METRIC_MEANINGS = {
     "return_final": "mean greedy evaluation return over the last final_evals evaluations",
     "return_auc": "mean evaluation return over the whole run (area under the curve / steps)",
+    "episode_return_auc": "mean training return over the whole run (area under the curve of "
+    "the last 100 training episodes' mean return, from step 0, / steps): how fast an arm learns",
     "steps_to_threshold": "environment steps until the evaluation return first reached "
     "{threshold} (a run that never did enters at the step budget: censored)",
     "reached_threshold": "1 if the evaluation return reached {threshold}, else 0",
