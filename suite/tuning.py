@@ -535,10 +535,12 @@ def selected_documented(experiment, chosen: ArmSelection) -> bool:
 
 
 def evaluation_runs(experiment, plan: Plan, selection: dict[str, ArmSelection]) -> list[RunSpec]:
-    """The documented grid, plus each tuned arm (``ARM@tuned``) at its selected settings."""
+    """Each tuned arm (``ARM@tuned``) at its selected settings, then the documented grid. The
+    tuned runs come first: they decide the headline, so a grid cut short (a session's end, a
+    long grid on a small machine) has them before the documented arms."""
     from suite.config import expand
 
-    runs = expand(experiment)
+    runs = []
     for arm, chosen in selection.items():
         if chosen.selected is None or selected_documented(experiment, chosen):
             continue  # nothing selected yet, or the documented runs are the tuned ones
@@ -554,7 +556,7 @@ def evaluation_runs(experiment, plan: Plan, selection: dict[str, ArmSelection]) 
             )
             for seed in experiment.seeds
         ]
-    return runs
+    return runs + expand(experiment)
 
 
 def tuned_results(experiment, plan: Plan, selection, store, documented: list[Result]) -> list:
@@ -599,7 +601,7 @@ def run_tuned(experiment, store, settings, grid, make_display) -> dict[str, int]
     runs = evaluation_runs(experiment, plan, selection)
     print(
         f"evaluation: {len(runs)} runs at seeds {experiment.seeds} [{experiment.budget} budget]: "
-        "the documented arms, and ARM@tuned where the selected setting is not the documented one",
+        "ARM@tuned where the selected setting is not the documented one, then the documented arms",
         flush=True,
     )
     for status, n in grid.execute_grid(runs, store, settings, make_display()).items():
