@@ -17,7 +17,12 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'suit
 from suite.cli import main  # noqa: E402
 from suite.config import expand, load_experiment  # noqa: E402
 from suite.run.display import Display  # noqa: E402
-from suite.run.ray import pack_directory, run_grid_ray, unpack_directory  # noqa: E402
+from suite.run.ray import (  # noqa: E402
+    pack_directory,
+    run_grid_ray,
+    unpack_directory,
+    use_callers_priority,
+)
 from suite.store import Store  # noqa: E402
 
 # The quickstart's smoke budget, shortened: one evaluation, at the end.
@@ -49,7 +54,9 @@ class ExitAlways(torch.optim.SGD):
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     # One local instance for the module (starting Ray costs seconds); the executor uses a Ray
-    # that is already initialized as it is.
+    # that is already initialized as it is; its workers run at the test's priority, as connect()
+    # starts them (not at Ray's nice 15, which starves them beside any other load).
+    use_callers_priority()
     ray.init(
         address="local",
         num_cpus=2,
@@ -59,6 +66,14 @@ def local_ray():
     )
     yield
     ray.shutdown()
+
+
+def test_workers_of_a_local_instance_run_at_the_callers_priority():
+    @ray.remote(max_calls=1)
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray.get(niceness.remote()) == os.nice(0)
 
 
 def statuses(root: Path) -> dict[str, str]:
