@@ -92,7 +92,7 @@ def main() -> None:
     torch.set_num_threads(1)
     runs = expand(load_experiment("quickstart", "quick", seeds=args.seeds, arms=["adam"]))
     Store(args.results).register(runs)
-    print(execute(WorkerJob([r.to_dict() for r in runs], args.results, "cpu", 1, stack="bmm")))
+    print(execute(WorkerJob(list(runs), args.results, "cpu", 1, stack="bmm")))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def run_sequentially(runs: list[RunSpec], root: Path) -> float:
     store.register(runs)
     started = time.perf_counter()
     for run in runs:
-        execute(WorkerJob([run.to_dict()], str(root), "cpu", 1))
+        execute(WorkerJob([run], str(root), "cpu", 1))
     return time.perf_counter() - started
 
 

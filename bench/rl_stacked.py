@@ -147,7 +147,7 @@ def run_job(args: tuple) -> dict:
     from suite.trainers import STACKED, TRAINERS
 
     # Imported before the clock starts, as the runner's forkserver has them imported.
-    trainer = runs[0]["trainer"]
+    trainer = runs[0].trainer
     importlib.import_module(STACKED[trainer][0] if stack else TRAINERS[trainer])
 
     torch.set_num_threads(1)
@@ -199,10 +199,7 @@ def both_sides(
         results = root / side
         side_runs = runs if stack else lone
         Store(results).register(side_runs)
-        if stack:
-            jobs = [[r.to_dict() for r in runs if r.arm == arm] for arm in arms]
-        else:
-            jobs = [[r.to_dict()] for r in lone]
+        jobs = [[r for r in runs if r.arm == arm] for arm in arms] if stack else [[r] for r in lone]
         job_device = device if stack else "cpu"
         started = time.perf_counter()
         with context.Pool(len(jobs) if stack else workers, maxtasksperchild=1) as pool:

@@ -107,17 +107,24 @@ def owner_pid(owner: str | None) -> int | None:
     return int(pid) if host == socket.gethostname() and pid.isdigit() else None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _owner_alive(owner: str | None, heartbeat: float | None) -> bool:
     if not owner:
         return False
     pid = owner_pid(owner)
     if pid is not None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):
             return False
-        except PermissionError:
-            pass
         started = owner.rpartition(":")[2]
         return not started or _start_time(pid) in ("", started)
     return heartbeat is not None and time.time() - heartbeat < STALE_AFTER_S

@@ -117,7 +117,7 @@ def execute(run: RunSpec, results: Path) -> dict:
     """One phase in this process, as a worker runs it; returns result.json when written."""
     store = Store(results)
     store.register([run])
-    execute_job(WorkerJob([run.to_dict()], str(results), "cpu", 1))
+    execute_job(WorkerJob([run], str(results), "cpu", 1))
     return json.loads((store.run_dir(run) / "result.json").read_text())
 
 

@@ -376,7 +376,7 @@ def test_each_seeds_result_records_whether_its_update_was_a_graph(
     path.write_text(RUN_YAML.format(trainer=trainer, env=env, arms=arm))
     runs = expand(load_experiment(str(path), "smoke"))
     Store(tmp_path / "r").register(runs)
-    execute(WorkerJob([r.to_dict() for r in runs], str(tmp_path / "r"), "cpu", 1, stack="bmm"))
+    execute(WorkerJob(list(runs), str(tmp_path / "r"), "cpu", 1, stack="bmm"))
     for run in runs:
         result = json.loads((Store(tmp_path / "r").run_dir(run) / "result.json").read_text())
         assert result["status"] == "done"

@@ -87,7 +87,7 @@ def experiment_runs(tmp_path: Path, text: str, arm: str, seeds: int = 3) -> list
 
 def stack(runs: list[RunSpec], results: Path) -> list[dict]:
     Store(results).register(runs)
-    execute(WorkerJob([run.to_dict() for run in runs], str(results), "cpu", 1, stack="bmm"))
+    execute(WorkerJob(list(runs), str(results), "cpu", 1, stack="bmm"))
     return [json.loads((Store(results).run_dir(r) / "result.json").read_text()) for r in runs]
 
 
@@ -489,7 +489,7 @@ def test_a_stack_checkpoint_resumes_seed_by_seed_as_a_stack_of_one(tmp_path, mon
     assert not any((store.run_dir(r) / "result.json").exists() for r in runs)
     for run, want in zip(runs, expected, strict=True):
         # Without --stack-seeds: the lone worker path, one run per process.
-        (status,) = execute(WorkerJob([run.to_dict()], str(results), "cpu", 1))
+        (status,) = execute(WorkerJob([run], str(results), "cpu", 1))
         got = json.loads((store.run_dir(run) / "result.json").read_text())
         assert status == "done"
         assert_close(got, want)
@@ -522,12 +522,12 @@ def test_a_lone_checkpoint_goes_on_lone_inside_a_stacked_job(tmp_path, monkeypat
     runs = experiment_runs(tmp_path, DQN_YAML, "adam", seeds=2)
     alone = tmp_path / "alone"
     Store(alone).register(runs[:1])
-    execute(WorkerJob([runs[0].to_dict()], str(alone), "cpu", 1))
+    execute(WorkerJob([runs[0]], str(alone), "cpu", 1))
     want_lone = json.loads((Store(alone).run_dir(runs[0]) / "result.json").read_text())
     (want_stacked,) = stack(runs[1:], tmp_path / "stacked")
     results = tmp_path / "mixed"
     Store(results).register(runs)
-    lone = WorkerJob([runs[0].to_dict()], str(results), "cpu", 1)
+    lone = WorkerJob([runs[0]], str(results), "cpu", 1)
     interrupt_after(monkeypatch, 100, lambda: execute(lone), stacked.LONE_CHECKPOINT)
     got_lone, got_stacked = stack(runs, results)
     assert_close(got_lone, want_lone)

@@ -64,7 +64,7 @@ def run_lone_and_stacked(tmp_path: Path, run) -> None:
     for name, stack in (("lone", None), ("stacked", "bmm")):
         root = tmp_path / name
         Store(root).register([run])
-        execute(WorkerJob([run.to_dict()], str(root), "cpu", 1, stack=stack))
+        execute(WorkerJob([run], str(root), "cpu", 1, stack=stack))
         result = json.loads((Store(root).run_dir(run) / "result.json").read_text())
         assert result["status"] == "done", result
 
@@ -395,7 +395,7 @@ def test_a_stack_drawing_sb3s_numbers_takes_the_lone_runs_actions(tmp_path, monk
     run = one_run(tmp_path)
     root = tmp_path / "lone"
     Store(root).register([run])
-    execute(WorkerJob([run.to_dict()], str(root), "cpu", 1))
+    execute(WorkerJob([run], str(root), "cpu", 1))
     lone = json.loads((Store(root).run_dir(run) / "result.json").read_text())
     # The lone model's initial weights: rebuilt with the run's seed as SB3 builds it.
     env = make_env("CartPole-v1", run.seed)
@@ -403,7 +403,7 @@ def test_a_stack_drawing_sb3s_numbers_takes_the_lone_runs_actions(tmp_path, monk
     built["initial"] = [(layer.weight.detach(), layer.bias.detach()) for layer in q_layers(fresh)]
     root = tmp_path / "stacked"
     Store(root).register([run])
-    execute(WorkerJob([run.to_dict()], str(root), "cpu", 1, stack="bmm"))
+    execute(WorkerJob([run], str(root), "cpu", 1, stack="bmm"))
     ours = json.loads((Store(root).run_dir(run) / "result.json").read_text())
 
     sb3, (replay,) = built["model"].replay_buffer, replays

@@ -52,13 +52,13 @@ def seed_runs(experiment: str, arm: str, overrides: list[str], seeds: int = 2) -
 def alone(runs: list[RunSpec], results: Path) -> list[dict]:
     Store(results).register(runs)
     for run in runs:
-        execute(WorkerJob([run.to_dict()], str(results), "cpu", 1))
+        execute(WorkerJob([run], str(results), "cpu", 1))
     return [read(results, run) for run in runs]
 
 
 def together(runs: list[RunSpec], results: Path, method: str) -> list[dict]:
     Store(results).register(runs)
-    execute(WorkerJob([run.to_dict() for run in runs], str(results), "cpu", 1, stack=method))
+    execute(WorkerJob(list(runs), str(results), "cpu", 1, stack=method))
     return [read(results, run) for run in runs]
 
 
@@ -164,7 +164,7 @@ def test_seeds_at_different_steps_train_as_separate_stacks(tmp_path, monkeypatch
     with monkeypatch.context() as patch:
         interrupt_at(patch, 11)
         with pytest.raises(KeyboardInterrupt):
-            execute(WorkerJob([runs[0].to_dict()], str(results), "cpu", 1))
+            execute(WorkerJob([runs[0]], str(results), "cpu", 1))
     got = together(runs, results, "vmap")
     for g, e in zip(got, expected, strict=True):
         assert_close_runs(g, e, rtol=1e-4)

@@ -21,7 +21,7 @@ from typing import Any
 from suite.errors import ResultsError
 from suite.result import FINISHED, Result, RunSpec
 from suite.run.context import Diverged, RunContext
-from suite.store import Store, owner_id, owner_pid
+from suite.store import Store, owner_id, owner_pid, pid_alive
 
 HEARTBEAT_EVERY_S = 60.0
 EXIT_RESULTS_ERROR = 3
@@ -31,16 +31,13 @@ EXIT_RESULTS_ERROR = 3
 class WorkerJob:
     """What one worker process runs: its runs (one, or the seeds of one arm with ``stack``)."""
 
-    runs: list[RunSpec]  # decoded once, where the grid is expanded (a dict is read as one)
+    runs: list[RunSpec]  # decoded once, where the grid is expanded
     results_root: str
     device: str
     threads: int
     stack: str | None = None  # a stacking method of the trainer (suite/trainers.py: STACKED)
     grid_pid: int | None = None  # the `suite run` process to watch; None where nobody does
     events: Any = field(default=None, repr=False)  # the live display's queue
-
-    def __post_init__(self) -> None:
-        self.runs = [r if isinstance(r, RunSpec) else RunSpec.from_dict(r) for r in self.runs]
 
 
 def _peak_memory(device: str) -> tuple[float, float | None]:
@@ -57,16 +54,6 @@ def on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _watch(store: Store, run_ids: list[str], owner: str, grid_pid: int | None):
     """The liveness duties of a worker, run from RunContext.progress (already rate-limited):
     stop when the grid process is gone, and refresh the runs' heartbeats now and then."""
@@ -74,7 +61,7 @@ def _watch(store: Store, run_ids: list[str], owner: str, grid_pid: int | None):
 
     def watch() -> None:
         nonlocal last_heartbeat
-        if grid_pid is not None and not _alive(grid_pid):
+        if grid_pid is not None and not pid_alive(grid_pid):
             # The `suite run` that started us is gone (killed). Our parent is its forkserver,
             # which outlives it, so the grid process itself is watched: stop and give the run
             # back, so the next command resumes it instead of an orphan training on unseen.
