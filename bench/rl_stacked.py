@@ -158,8 +158,8 @@ def run_job(args: tuple) -> dict:
     wall, cpu, end = time.perf_counter() - wall, time.process_time() - cpu, time.time()
     # "skipped": recorded by an earlier bench with the same --root (timings then meaningless).
     assert all(s in ("done", "skipped") for s in statuses), statuses
-    recorded = Store(results).results(runs[0]["experiment"])
-    ids = {r["run_id"] for r in runs}
+    recorded = Store(results).results(runs[0].experiment)
+    ids = {r.run_id for r in runs}
     gpu = [r.peak_gpu_mb for r in recorded if r.run_id in ids and r.peak_gpu_mb is not None]
     graphs = sorted({str(r.details.get("cuda_graphs")) for r in recorded if r.run_id in ids})
     return {"wall": wall, "cpu": cpu, "start": start, "end": end, "marks": reached,
