@@ -95,10 +95,11 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 
 def use_callers_priority() -> None:
     """Run a local instance's workers at this process's priority, as the local executor's runs.
-    Ray starts workers at nice 15 (its ``worker_niceness``); beside any other work on the machine
-    they then starve: a smoke run's ``import torch`` took 113-173 s instead of 7 s with two
-    other processes busy. Set before the instance starts; a user's own value wins."""
-    os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
+    Ray raises its workers' niceness by 15 (its ``worker_niceness``, an increment over the raylet,
+    which a local instance starts as this process's child); beside any other work on the machine
+    they then starve: a smoke run's ``import torch`` took 113-173 s instead of 7 s with two other
+    processes busy. Set before the instance starts; a user's own value wins."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 # --- the worker side ------------------------------------------------------------------------
