@@ -244,9 +244,11 @@ def test_dcgan_run_with_scores_inception_records_inception_keys(
     """The trainer's own path, in this process (tests/test_dcgan.py's toy data and networks)."""
     monkeypatch.setattr(dcgan, "load_image_data", lambda config, log: toy_data())
     data = ImageDataConfig(source="folder", path="unused", cache_dir=str(tmp_path / "cache"))
+    # No calibration ladder: it would run Inception-v3 over every rung of the held-out images
+    # (most of this test's time); the ladder is network-agnostic and tests/test_scores.py has it.
     config = toy_config(
         data=data, scores="inception", generator_steps=2, eval_every=2, eval_samples=8,
-        reference_samples=8,
+        reference_samples=8, calibration=False,
     )  # fmt: skip
     run = RunSpec("toy", "arm", 0, "smoke", "dcgan", asdict(config), SPECS)
     specs = {role: from_dict(OptimizerSpec, spec) for role, spec in SPECS.items()}
