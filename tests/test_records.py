@@ -114,3 +114,18 @@ def test_a_tuned_verdict_heads_the_ledger_only_when_both_arms_were_searched_alik
     assert not ledger._equal_tuning(claim, {"a": 6, "b": 4})
     assert not ledger._equal_tuning(claim, {})
     assert not ledger._equal_tuning({"arm": "a"}, {"a": 6})  # a claim on one arm
+
+
+def test_ledger_counts_a_stacks_time_once_and_names_the_claims_arms():
+    from types import SimpleNamespace
+
+    lone = SimpleNamespace(wall_time_s=100.0, details={})
+    stacked = SimpleNamespace(wall_time_s=100.0, details={"stacked": {"method": "bmm", "seeds": 4}})
+    assert ledger._core_seconds(lone) == 100.0
+    assert ledger._core_seconds(stacked) == 25.0  # each of the 4 seeds records the stack's 100 s
+    experiment = SimpleNamespace(name="exp", budget="quick", arms={"a": {}, "b": {}, "c": {}})
+    command = ledger._command(experiment, 10, tuned=True, stacked=True, arms=["a", "b"])
+    assert (
+        command
+        == "python -m suite run exp --budget quick --arms a,b --seeds 10 --tuned --stack-seeds"
+    )

@@ -4,7 +4,7 @@ Built only from ``records/`` (suite/records.py), never from a local results stor
 clone prints the same ledger; ``VERDICTS.md`` at the root is its Markdown, checked by a test.
 Per claim: the verdict at the largest budget with records for both of its arms, its effect and
 interval, seeds per arm, whether the arms were tuned at an equal budget (then the tuned verdict
-is the headline and the documented one stands beside it), hardware, wall time and the command.
+is the headline and the documented one stands beside it), hardware, compute and the command.
 """
 
 from __future__ import annotations
@@ -47,14 +47,24 @@ def _hardware(results: list[Result]) -> str:
     return "; ".join(seen) or "-"
 
 
-def _command(experiment, seeds: int, tuned: bool, stacked: bool) -> str:
+def _command(experiment, seeds: int, tuned: bool, stacked: bool, arms: list[str]) -> str:
     words = ["python -m suite run", experiment.name, "--budget", experiment.budget]
+    if set(arms) < set(experiment.arms):  # the claim's arms, not every arm of the file
+        words += ["--arms", ",".join(arms)]
     words += ["--seeds", str(seeds)]
     if tuned:
         words.append("--tuned")
     if stacked:
         words.append("--stack-seeds")
     return " ".join(words)
+
+
+def _core_seconds(result: Result) -> float:
+    """A run's share of a process's time: one process per run, or one per stack of seeds,
+    whose wall time every seed of the stack records (details.stacked.seeds)."""
+    stacked = result.details.get("stacked")
+    seeds = stacked.get("seeds", 1) if isinstance(stacked, dict) else 1
+    return result.wall_time_s / max(int(seeds), 1)
 
 
 def _row(experiment, claim: dict, tuned_claim: dict | None, results: list[Result]) -> dict:
@@ -84,11 +94,11 @@ def _row(experiment, claim: dict, tuned_claim: dict | None, results: list[Result
         "documented_measured_text": claim["measured_text"] if headline is tuned_claim else None,
         "holm_p": headline.get("holm_p"),
         "hardware": _hardware(used),
-        "wall_time_s": round(sum(r.wall_time_s for r in used), 1),
+        "compute_s": round(sum(_core_seconds(r) for r in used), 1),
         "stacked": any(r.details.get("stacked") for r in used),
     }
     seeds = max(n_per_arm.values(), default=0)
-    row["command"] = _command(experiment, seeds, row["tuned"], row["stacked"])
+    row["command"] = _command(experiment, seeds, row["tuned"], row["stacked"], _claim_arms(claim))
     return row
 
 
@@ -222,8 +232,8 @@ def markdown(ledger: list[dict[str, Any]]) -> str:
                 )
             lines.append(f"- units: {_cell(row.get('units'))}")
             lines.append(
-                f"- hardware: {row['hardware']}; wall time of the runs: "
-                f"{_hours(row.get('wall_time_s'))}"
+                f"- hardware: {row['hardware']}; compute: {_hours(row.get('compute_s'))} of "
+                "one core (each run's process time; a stack's shared by its seeds)"
             )
         lines += [f"- reproduce: `{row['command']}`", ""]
     return "\n".join(lines)
