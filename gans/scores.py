@@ -28,6 +28,7 @@ deviation over ``splits`` disjoint splits. FID (Heusel et al. 2017, §3):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import time
@@ -185,6 +186,16 @@ def inception_network(device: str, log=print, required: bool = False) -> Feature
     )
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """The first 16 hex digits of a SHA-256 over the state dict (names and values): runs scored
+    by different classifiers (another machine trained its own) are told apart in their records."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def classifier_network(model, record: dict[str, Any], tiny: bool = False) -> FeatureNetwork:
     """The suite's own classifier as a feature network, labeled with its test accuracy."""
     accuracy = float(record["test_accuracy"])
@@ -211,6 +222,7 @@ def classifier_network(model, record: dict[str, Any], tiny: bool = False) -> Fea
             "train_images": record.get("train_images"),
             "train_seconds": record.get("train_seconds"),
             "tiny": tiny,
+            "weights_sha256": weights_digest(model),
         },
         cache_key=cache_key,
     )

@@ -19,6 +19,7 @@ from gans.scores import (
     frechet_distance,
     inception_network,
     inception_score,
+    weights_digest,
 )
 
 
@@ -93,6 +94,17 @@ def fixed_network():
     model = Classifier("tiny", 3, 5).eval()
     record = {"dataset": "noise", "arch": "tiny", "test_accuracy": 0.25, "image_size": 16}
     return classifier_network(model, record, tiny=True)
+
+
+def test_the_classifiers_weights_digest_is_recorded_and_tells_weights_apart():
+    network = fixed_network()
+    digest = network.details["weights_sha256"]
+    assert len(digest) == 16 and digest == fixed_network().details["weights_sha256"]
+    torch.manual_seed(0)
+    model = Classifier("tiny", 3, 5).eval()
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3  # one weight moved
+    assert weights_digest(model) != digest
 
 
 def test_identical_sets_give_fid_zero_and_degenerate_images_score_worse():
