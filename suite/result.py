@@ -110,6 +110,14 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def core_seconds(self) -> float:
+        """This run's share of a process's time: one process per run, or one per stack of
+        seeds, whose wall time every seed of the stack records (details.stacked.seeds)."""
+        stacked = self.details.get("stacked")
+        seeds = stacked.get("seeds", 1) if isinstance(stacked, dict) else 1
+        return self.wall_time_s / max(int(seeds), 1)
+
     def run_spec(self) -> RunSpec:
         """The RunSpec this result was recorded for (its run id recomputes from it)."""
         return RunSpec(**_spec_fields(self))

@@ -12,6 +12,7 @@ from suite.errors import ResultsError
 from suite.paths import PROJECT_ROOT
 from suite.records import load, read_file, read_records, save
 from suite.report import ledger
+from suite.result import Result
 from suite.store import Store
 
 EXPERIMENT = "synthetic-demo"
@@ -121,8 +122,10 @@ def test_ledger_counts_a_stacks_time_once_and_names_the_claims_arms():
 
     lone = SimpleNamespace(wall_time_s=100.0, details={})
     stacked = SimpleNamespace(wall_time_s=100.0, details={"stacked": {"method": "bmm", "seeds": 4}})
-    assert ledger._core_seconds(lone) == 100.0
-    assert ledger._core_seconds(stacked) == 25.0  # each of the 4 seeds records the stack's 100 s
+    assert Result.core_seconds.fget(lone) == 100.0
+    assert (
+        Result.core_seconds.fget(stacked) == 25.0
+    )  # each of the 4 seeds records the stack's 100 s
     experiment = SimpleNamespace(name="exp", budget="quick", arms={"a": {}, "b": {}, "c": {}})
     command = ledger._command(experiment, 10, tuned=True, stacked=True, arms=["a", "b"])
     assert (

@@ -177,7 +177,7 @@ def _arm_summary(arm: str, specs: dict, results: list[Result]) -> dict[str, Any]
         "n_failed": sum(r.status == "failed" for r in mine),
         "metrics": {name: _metric_stats(done, name) for name in names},
         "wall_time_s": float(np.mean([r.wall_time_s for r in finished])) if finished else None,
-        "wall_time_total_s": float(sum(r.wall_time_s for r in finished)),
+        "core_seconds_total": float(sum(r.core_seconds for r in finished)),
         "peak_rss_mb": max((r.peak_rss_mb for r in finished), default=None),
         "peak_gpu_mb": max(gpu) if gpu else None,
     }

@@ -59,14 +59,6 @@ def _command(experiment, seeds: int, tuned: bool, stacked: bool, arms: list[str]
     return " ".join(words)
 
 
-def _core_seconds(result: Result) -> float:
-    """A run's share of a process's time: one process per run, or one per stack of seeds,
-    whose wall time every seed of the stack records (details.stacked.seeds)."""
-    stacked = result.details.get("stacked")
-    seeds = stacked.get("seeds", 1) if isinstance(stacked, dict) else 1
-    return result.wall_time_s / max(int(seeds), 1)
-
-
 def _row(experiment, claim: dict, tuned_claim: dict | None, results: list[Result]) -> dict:
     headline = tuned_claim if tuned_claim and _has_runs(tuned_claim) else claim
     arms = set(_claim_arms(claim))
@@ -94,7 +86,7 @@ def _row(experiment, claim: dict, tuned_claim: dict | None, results: list[Result
         "documented_measured_text": claim["measured_text"] if headline is tuned_claim else None,
         "holm_p": headline.get("holm_p"),
         "hardware": _hardware(used),
-        "compute_s": round(sum(_core_seconds(r) for r in used), 1),
+        "compute_s": round(sum(r.core_seconds for r in used), 1),
         "stacked": any(r.details.get("stacked") for r in used),
     }
     seeds = max(n_per_arm.values(), default=0)
