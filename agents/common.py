@@ -239,7 +239,10 @@ def save_sb3_checkpoint(ctx: RunContext, model, replay: bool, eval_env=None) -> 
         os.replace(_tmp(envs_path), envs_path)
         files["envs"] = envs_path.name
     action_rng = model.action_space.np_random.bit_generator.state
-    ctx.save_checkpoint({"timesteps": step, "files": files, "action_space_rng": action_rng})
+    ctx.save_checkpoint(
+        {"timesteps": step, "files": files, "action_space_rng": action_rng},
+        files=tuple(files.values()),
+    )
     keep = set(files.values())
     saved = ("model-*.zip", "replay-*.pkl", "vecnormalize-*.pkl", "envs-*.pkl")
     for old in [path for pattern in saved for path in ctx.run_dir.glob(pattern)]:

@@ -966,6 +966,7 @@ def _save_seed(ctx: RunContext, algo, optimizers, replay: Replay, envs: Envs, i:
     """Seed i's checkpoint: weights, optimizer states (its lone RoleOptimizers'), its replay
     buffer, its random stream; its environments (mid-episode) in a pickle beside it."""
     snapshot = {"train": envs.train.envs[i], "eval": envs.evaluation[i], "obs": envs.obs[i]}
+    files: tuple[str, ...] = (ENVS,)
     try:
         write_atomic(ctx.run_dir / ENVS, pickle.dumps(snapshot))
     except (pickle.PicklingError, AttributeError, TypeError) as error:
@@ -973,6 +974,7 @@ def _save_seed(ctx: RunContext, algo, optimizers, replay: Replay, envs: Envs, i:
         # as the lone trainer (agents/common.py), resume then restarts the envs.
         (ctx.run_dir / ENVS).unlink(missing_ok=True)
         ctx.log(f"environments not saved ({type(error).__name__}: {error}); resume is not exact")
+        files = ()
     weights = {
         name: [p.detach()[i].cpu().clone() for p in params]
         for name, params in algo.weights().items()
@@ -986,6 +988,7 @@ def _save_seed(ctx: RunContext, algo, optimizers, replay: Replay, envs: Envs, i:
         },
         name=CHECKPOINT,
         rng=lone_rng(algo.generators[i]),
+        files=files,
     )
 
 

@@ -79,9 +79,9 @@ def judge(args, results: list) -> None:
         means = {a["name"]: a.get("mean") for a in outcome.arms}
         counts = {side: sum(r.arm == side for r in results) for side in SIDES}
         print(
-            f"| {metric} | {counts['sb3']} / {counts['stacked']} | {means.get('sb3'):.1f} | "
-            f"{means.get('stacked'):.1f} | {outcome.measured:+.1f} ({outcome.confidence:.0%}: "
-            f"{outcome.ci_low:+.1f} to {outcome.ci_high:+.1f}, {outcome.method}) | "
+            f"| {metric} | {counts['sb3']} / {counts['stacked']} | {means.get('sb3'):.4g} | "
+            f"{means.get('stacked'):.4g} | {outcome.measured:+.3g} ({outcome.confidence:.0%}: "
+            f"{outcome.ci_low:+.3g} to {outcome.ci_high:+.3g}, {outcome.method}) | "
             f"+-{args.margin:g} | {outcome.verdict}: {outcome.reason} |"
         )
 

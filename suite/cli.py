@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         "section), then run the selected and the documented settings (suite/tuning.py)",
     )
     run.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep each finished run's last checkpoint (its model, optimizer state and replay "
+        "buffer: tens of MB per RL seed); by default it is removed when the run finishes, as "
+        "it exists to resume an interrupted run",
+    )
+    run.add_argument(
         "--stack-seeds",
         nargs="?",
         const="auto",
@@ -266,7 +273,9 @@ def cmd_run(args) -> int:
         device = resolve_device(args.device) if local else args.device
     except RuntimeError as error:
         raise ConfigError(str(error), key="--device") from None
-    settings = GridSettings(device, args.threads, workers, stack, args.address)
+    settings = GridSettings(
+        device, args.threads, workers, stack, args.address, args.keep_checkpoints
+    )
     grid = executor(args.executor)
     _check_reference(experiment, args.reference)
     check_experiment_data(experiment)

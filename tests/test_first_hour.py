@@ -328,6 +328,9 @@ def test_rl_summary_numbers_and_report(tmp_path, capsys):
     # and the report of earlier runs of other arms is not replaced by one of these alone.
     runs = {arm["name"]: arm["n_runs"] for arm in data["arms"]}
     assert runs == {"adam": 1, "rmsprop_deepmind": 0, "sgd_momentum": 1}
+    # 11: a finished run drops its checkpoint (model, replay buffer, envs: 47 MB at quick).
+    for run_dir in directory.glob("*/seed*"):
+        assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "log.txt", "result.json"]
 
 
 # --- resume: the live display says so ------------------------------------------------------

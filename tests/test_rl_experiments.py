@@ -20,7 +20,8 @@ from suite.config import load_experiment
 from suite.optimizers import OptimizerSpec
 from suite.schema import from_dict
 
-SMOKE = ["--budget", "smoke", "--seeds", "1", "--workers", "1", "--no-report"]
+# --keep-checkpoints: the tests read the last checkpoint of a finished run.
+SMOKE = ["--budget", "smoke", "--seeds", "1", "--workers", "1", "--no-report", "--keep-checkpoints"]
 
 
 def run(experiment: str, arm: str, results: Path, *overrides: str) -> dict:

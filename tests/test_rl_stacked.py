@@ -79,6 +79,10 @@ claims: []
 """
 
 
+# What a finished run's directory keeps: its checkpoint is dropped (suite/run/context.py).
+FINISHED_RUN_FILES = ["config.json", "log.txt", "result.json"]
+
+
 def experiment_runs(tmp_path: Path, text: str, arm: str, seeds: int = 3) -> list[RunSpec]:
     path = tmp_path / "experiment.yaml"
     path.write_text(text)
@@ -188,6 +192,9 @@ def test_an_interrupted_stack_resumes_exactly(tmp_path, monkeypatch, arm):
     for got, want in zip(resumed, expected, strict=True):
         assert got["metrics"] == want["metrics"]
         assert got["curves"] == want["curves"]
+    # Finished, each seed's checkpoint and pickled envs are gone (saved, then resumed from).
+    for run in runs:
+        assert sorted(p.name for p in store.run_dir(run).iterdir()) == FINISHED_RUN_FILES
 
 
 def test_seeds_of_a_stack_must_share_their_settings(tmp_path):

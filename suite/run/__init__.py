@@ -34,6 +34,7 @@ class GridSettings:
     workers: int | None = None  # runs in flight at once (None: the executor's default)
     stack: str | None = None  # a stacking method (suite/trainers.py: STACKED), local only
     address: str | None = None  # the Ray cluster, ray only
+    keep_checkpoints: bool = False  # keep finished runs' checkpoints (default: dropped)
 
 
 def executor(name: str) -> ModuleType:

@@ -88,6 +88,9 @@ class RunContext:
         self.elapsed_before_s = 0.0
         self.started = time.perf_counter()
         self._events, self._watch = events, watch
+        # The run's checkpoints and the files they name (saved or loaded here): drop_checkpoint.
+        self.checkpoints: set[str] = set()
+        self.checkpoint_files: set[str] = set()
         self._last_progress = 0.0
         self._log = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
 
@@ -131,13 +134,19 @@ class RunContext:
         return self.elapsed_before_s + time.perf_counter() - self.started
 
     def save_checkpoint(
-        self, state: dict[str, Any], name: str = "checkpoint.pt", rng: dict | None = None
+        self,
+        state: dict[str, Any],
+        name: str = "checkpoint.pt",
+        rng: dict | None = None,
+        files: tuple[str, ...] = (),
     ) -> None:
         """Save ``state`` (tensors, numbers, strings, lists, dicts) with the curves and the
         global random generators' states (see ``restore_rng``), atomically.
 
         :param rng: the generator states to save instead of this process's (a stack of seeds
             saves, for each seed, the states its lone run would have: gans/stacked.py).
+        :param files: the files in the run directory this checkpoint needs besides itself
+            (written before it: a model, a replay buffer), dropped with it (drop_checkpoint).
         """
         import torch
 
@@ -146,10 +155,13 @@ class RunContext:
             "curves": self.curves,
             "elapsed_s": self.elapsed_s(),
             "rng": rng if rng is not None else rng_state(),
+            "files": list(files),
         }
         buffer = io.BytesIO()
         torch.save(saved, buffer)
         write_atomic(self.run_dir / name, buffer.getvalue())
+        self.checkpoints.add(name)
+        self.checkpoint_files.update(files)
 
     def load_checkpoint(self, name: str = "checkpoint.pt") -> dict[str, Any] | None:
         """The last saved state (curves restored), or None when the run starts fresh."""
@@ -163,9 +175,19 @@ class RunContext:
         self.saved_rng = saved.get("rng")
         self.elapsed_before_s = float(saved["elapsed_s"])
         self.started = time.perf_counter()
+        self.checkpoints.add(name)
+        self.checkpoint_files.update(saved.get("files", ()))
         self.log(f"resumed from {name}")
         self.emit("resumed", checkpoint=name)
         return saved["state"]
+
+    def drop_checkpoint(self) -> None:
+        """Remove the run's checkpoint and its files: a finished run is never resumed, and a
+        replay buffer costs tens of MB per seed (``suite run --keep-checkpoints`` keeps them).
+        The checkpoint goes first, so a kill in between never leaves it naming a missing file."""
+        for name in [*sorted(self.checkpoints), *sorted(self.checkpoint_files)]:
+            (self.run_dir / name).unlink(missing_ok=True)
+        self.checkpoints, self.checkpoint_files = set(), set()
 
     def restore_rng(self) -> None:
         """Put python's, numpy's and torch's generators where the loaded checkpoint saved them.

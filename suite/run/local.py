@@ -92,6 +92,7 @@ def run_grid(
     threads: int,
     display,
     stack: str | None = None,
+    keep_checkpoints: bool = False,
 ) -> dict[str, int]:
     """Run every unfinished run, ``workers`` processes at a time. Returns counts by status.
 
@@ -120,6 +121,7 @@ def run_grid(
                     stack=stack,
                     grid_pid=os.getpid(),
                     events=events,
+                    keep_checkpoints=keep_checkpoints,
                 )
                 process = context.Process(target=child_main, args=(worker_job,), daemon=False)
                 process.start()
@@ -183,5 +185,12 @@ def execute_grid(runs: list[RunSpec], store: Store, settings, display) -> dict[s
     """The executor interface (suite/run/__init__.py): ``run_grid`` with ``settings``."""
     workers = settings.workers or os.cpu_count() or 1
     return run_grid(
-        runs, store, workers, settings.device, settings.threads, display, settings.stack
+        runs,
+        store,
+        workers,
+        settings.device,
+        settings.threads,
+        display,
+        settings.stack,
+        settings.keep_checkpoints,
     )

@@ -167,6 +167,7 @@ def run_on_worker(
     threads: int,
     sink=None,
     force_ship: bool = False,
+    keep_checkpoints: bool = False,
 ) -> tuple[str, bytes | None, str]:
     """One run on a Ray worker: suite.run.worker.execute in a scratch index. Returns (status,
     shipped run directory or None when it was trained in place, worker host name).
@@ -196,7 +197,14 @@ def run_on_worker(
             unpack_directory(run_files, run_dir)
         scratch.register([run])
         events = _Events(sink) if sink is not None else None
-        job = WorkerJob([run], str(scratch_root), device, threads, events=events)
+        job = WorkerJob(
+            [run],
+            str(scratch_root),
+            device,
+            threads,
+            events=events,
+            keep_checkpoints=keep_checkpoints,
+        )
         (status,) = execute(job)
         if events is not None:
             events.flush()
@@ -252,6 +260,7 @@ def run_grid_ray(
     max_retries: int = DEFAULT_MAX_RETRIES,
     gpus_per_run: float = 1.0,
     force_ship: bool = False,
+    keep_checkpoints: bool = False,
 ) -> dict[str, int]:
     """Run every unfinished run as a Ray task. Returns counts by status, like suite.run.local.run_grid.
 
@@ -299,6 +308,7 @@ def run_grid_ray(
                     threads,
                     sink,
                     force_ship,
+                    keep_checkpoints,
                 )
                 active[reference] = run
             ready, _ = ray.wait(list(active), num_returns=1, timeout=POLL_EVERY_S)
@@ -369,5 +379,12 @@ def _first_line(text: str) -> str:
 def execute_grid(runs: list[RunSpec], store: Store, settings, display) -> dict[str, int]:
     """The executor interface (suite/run/__init__.py): ``run_grid_ray`` with ``settings``."""
     return run_grid_ray(
-        runs, store, settings.device, settings.threads, display, settings.address, settings.workers
+        runs,
+        store,
+        settings.device,
+        settings.threads,
+        display,
+        settings.address,
+        settings.workers,
+        keep_checkpoints=settings.keep_checkpoints,
     )

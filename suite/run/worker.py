@@ -37,6 +37,7 @@ class WorkerJob:
     threads: int
     stack: str | None = None  # a stacking method of the trainer (suite/trainers.py: STACKED)
     grid_pid: int | None = None  # the `suite run` process to watch; None where nobody does
+    keep_checkpoints: bool = False  # suite run --keep-checkpoints
     events: Any = field(default=None, repr=False)  # the live display's queue
 
 
@@ -118,7 +119,7 @@ def execute(job: WorkerJob) -> list[str]:
     except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
         results = [_failed(store, ctx, error) for ctx in contexts]
     for ctx, result in zip(contexts, results, strict=True):
-        _finish(store, ctx, result, owner)
+        _finish(store, ctx, result, owner, job.keep_checkpoints)
     return [result.status for result in results]
 
 
@@ -192,8 +193,9 @@ def _failed(store: Store, ctx: RunContext, error: Exception) -> Result:
     return result
 
 
-def _finish(store: Store, ctx: RunContext, result: Result, owner: str) -> None:
-    """Record ``result`` with its wall time, peak memory and environment, and release the run."""
+def _finish(store: Store, ctx: RunContext, result: Result, owner: str, keep: bool) -> None:
+    """Record ``result`` with its wall time, peak memory and environment, and release the run;
+    a finished run's checkpoint is then dropped unless ``keep`` (a failed run resumes from it)."""
     from suite.provenance import environment
 
     result.wall_time_s = ctx.elapsed_s()
@@ -201,6 +203,8 @@ def _finish(store: Store, ctx: RunContext, result: Result, owner: str) -> None:
     result.environment = environment(ctx.device)
     store.save_result(ctx.run, result)
     store.finish(ctx.run.run_id, result.status, owner)
+    if result.status in FINISHED and not keep:
+        ctx.drop_checkpoint()
     ctx.emit(
         "end",
         status=result.status,
