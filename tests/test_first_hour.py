@@ -329,8 +329,9 @@ def test_rl_summary_numbers_and_report(tmp_path, capsys):
     runs = {arm["name"]: arm["n_runs"] for arm in data["arms"]}
     assert runs == {"adam": 1, "rmsprop_deepmind": 0, "sgd_momentum": 1}
     # 11: a finished run drops its checkpoint (model, replay buffer, envs: 47 MB at quick).
-    kept = ["config.json", "log.txt", "result.json"]
-    for run_dir in directory.glob("*/seed*"):
+    run_dirs, kept = list(directory.glob("*/seed*")), ["config.json", "log.txt", "result.json"]
+    assert len(run_dirs) == 2
+    for run_dir in run_dirs:
         assert sorted(p.name for p in run_dir.iterdir()) == kept
 
 
