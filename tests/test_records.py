@@ -132,3 +132,38 @@ def test_ledger_counts_a_stacks_time_once_and_names_the_claims_arms():
         command
         == "python -m suite run exp --budget quick --arms a,b --seeds 10 --tuned --stack-seeds"
     )
+
+
+# Both arms searched alike (3 trials of the lr each); the synthetic scores do not depend on it.
+TUNED_DEMO = """
+tuning:
+  search:
+    adam: {model: {lr: {log_uniform: [1.0e-4, 1.0e-2]}}}
+    sgd: {model: {lr: {log_uniform: [1.0e-2, 1.0]}}}
+  trials: 3
+  seeds: [100]
+  budget: quick
+  select: {metric: eval/score, direction: higher}
+"""
+
+
+def test_the_tuned_verdict_heads_the_ledger_before_the_documented_arms_ran(tmp_path, monkeypatch):
+    # `suite run --tuned` runs the tuned arms first: their verdict is the headline as soon as
+    # their records are committed, with the documented comparison "not-run" beside it.
+    path = tmp_path / "tuned-demo.yaml"
+    path.write_text((PROJECT_ROOT / "configs" / f"{EXPERIMENT}.yaml").read_text() + TUNED_DEMO)
+    monkeypatch.chdir(tmp_path)
+    results, root = tmp_path / "results", tmp_path / "records"
+    assert main(["run", path.name, "--tuned", "--results", str(results), "--no-report"]) == 0
+    save(Store(results), root)
+    for documented in root.rglob("*.jsonl"):
+        if "@" not in documented.name:
+            documented.unlink()
+    rows = {row["claim"]: row for row in ledger.build(root, [path.name])}
+    row = rows["synthetic-score"]
+    assert row["tuned"] is True and row["n"] == 5, row
+    assert row["verdict"] != "not-run" and row["documented_verdict"] == "not-run"
+    assert row["command"].endswith("--seeds 5 --tuned")
+    # What tuning chose, from the documented lr, for each of the claim's arms.
+    assert row["tuned_settings"].startswith("adam model.lr 0.001 -> ")
+    assert "(3 trials); sgd model.lr 0.1 -> " in row["tuned_settings"]

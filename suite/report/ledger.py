@@ -59,7 +59,25 @@ def _command(experiment, seeds: int, tuned: bool, stacked: bool, arms: list[str]
     return " ".join(words)
 
 
-def _row(experiment, claim: dict, tuned_claim: dict | None, results: list[Result]) -> dict:
+def _tuned_settings(claim: dict[str, Any], section: dict[str, Any]) -> str:
+    """What tuning chose for the claim's arms: 'ARM q.lr 6.25e-05 -> 0.0004992 (4 trials)'."""
+    parts = []
+    for entry in section.get("arms", []):
+        if entry["arm"] not in _claim_arms(claim) or not entry.get("selected"):
+            continue
+        chosen = entry["selected"]["settings"]
+        changes = ", ".join(
+            f"{key} {entry['documented_settings'].get(key, '?'):g} -> {value:g}"
+            for key, value in chosen.items()
+        )
+        parts.append(f"{entry['arm']} {changes} ({entry['trials']} trials)")
+    rule = f"on seeds {section['seeds']}, {section['metric']}, {section['budget']} budget"
+    return f"{'; '.join(parts)}; {rule}"
+
+
+def _row(
+    experiment, claim: dict, tuned_claim: dict | None, results: list[Result], section: dict | None
+) -> dict:
     headline = tuned_claim if tuned_claim and _has_runs(tuned_claim) else claim
     arms = set(_claim_arms(claim))
     used = [r for r in results if r.arm.split("@")[0] in arms]
@@ -84,6 +102,7 @@ def _row(experiment, claim: dict, tuned_claim: dict | None, results: list[Result
         "tuned": headline is tuned_claim,
         "documented_verdict": claim["verdict"] if headline is tuned_claim else None,
         "documented_measured_text": claim["measured_text"] if headline is tuned_claim else None,
+        "tuned_settings": _tuned_settings(claim, section) if headline is tuned_claim else None,
         "holm_p": headline.get("holm_p"),
         "hardware": _hardware(used),
         "compute_s": round(sum(r.core_seconds for r in used), 1),
@@ -113,11 +132,12 @@ def _experiment_rows(name: str, store, results: list[Result]) -> list[dict[str, 
         if section and section.get("not_run"):
             tuned = {}
         for claim in claims:
-            if claim["id"] in rows or not _has_runs(claim):
-                continue
             fair = _equal_tuning(claim, (section or {}).get("trials_per_arm") or {})
             headline = tuned.get(claim["id"]) if fair else None
-            rows[claim["id"]] = _row(experiment, claim, headline, at_budget)
+            # The tuned arms run first (suite run --tuned): a verdict before the documented ones.
+            ran = _has_runs(claim) or (headline is not None and _has_runs(headline))
+            if claim["id"] not in rows and ran:
+                rows[claim["id"]] = _row(experiment, claim, headline, at_budget, section)
     return list(rows.values())
 
 
@@ -154,7 +174,8 @@ def documented_experiments() -> list[str]:
 
 
 def build(records_root: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
-    """The ledger: one dict per claim of each experiment (default: the documented ones)."""
+    """The ledger: one dict per claim of each experiment (default: the documented ones; a name
+    may also be the path of an experiment file)."""
     from suite.records import load, read_records
     from suite.store import Store
 
@@ -164,7 +185,8 @@ def build(records_root: Path, names: list[str] | None = None) -> list[dict[str, 
         store = Store(Path(scratch) / "results")
         load(store, records)
         for name in documented_experiments() if names is None else names:
-            mine = [r for r in records if r.experiment == name]
+            # A name in configs/, or the path of a user's file (its results carry the stem).
+            mine = [r for r in records if r.experiment == Path(name).stem]
             rows = _experiment_rows(name, store, mine) if mine else []
             done = {row["claim"] for row in rows}
             rows += [r for r in _not_run(name) if r["claim"] not in done]
@@ -217,6 +239,8 @@ def markdown(ledger: list[dict[str, Any]]) -> str:
         lines += [f"## {title}", "", f"- claim: {row['statement']}"]
         if row.get("budget"):
             lines.append(f"- verdict: **{row['verdict_text']}**; {_cell(row.get('reason'))}")
+            if row.get("tuned_settings"):
+                lines.append(f"- tuned at an equal budget: {row['tuned_settings']}")
             if row.get("documented_verdict"):
                 lines.append(
                     f"- as documented (untuned): {row['documented_verdict']}, "
