@@ -134,13 +134,13 @@ def test_ledger_counts_a_stacks_time_once_and_names_the_claims_arms():
     )
 
 
-# Both arms searched alike (3 trials of the lr each); the synthetic scores do not depend on it.
+# Both arms searched alike (2 trials of the lr each); the synthetic scores do not depend on it.
 TUNED_DEMO = """
 tuning:
   search:
     adam: {model: {lr: {log_uniform: [1.0e-4, 1.0e-2]}}}
     sgd: {model: {lr: {log_uniform: [1.0e-2, 1.0]}}}
-  trials: 3
+  trials: 2
   seeds: [100]
   budget: quick
   select: {metric: eval/score, direction: higher}
@@ -154,16 +154,17 @@ def test_the_tuned_verdict_heads_the_ledger_before_the_documented_arms_ran(tmp_p
     path.write_text((PROJECT_ROOT / "configs" / f"{EXPERIMENT}.yaml").read_text() + TUNED_DEMO)
     monkeypatch.chdir(tmp_path)
     results, root = tmp_path / "results", tmp_path / "records"
-    assert main(["run", path.name, "--tuned", "--results", str(results), "--no-report"]) == 0
+    args = ["run", path.name, "--tuned", "--seeds", "3", "--workers", "2", "--no-report"]
+    assert main([*args, "--results", str(results)]) == 0
     save(Store(results), root)
     for documented in root.rglob("*.jsonl"):
         if "@" not in documented.name:
             documented.unlink()
     rows = {row["claim"]: row for row in ledger.build(root, [path.name])}
     row = rows["synthetic-score"]
-    assert row["tuned"] is True and row["n"] == 5, row
+    assert row["tuned"] is True and row["n"] == 3, row
     assert row["verdict"] != "not-run" and row["documented_verdict"] == "not-run"
-    assert row["command"].endswith("--seeds 5 --tuned")
+    assert row["command"].endswith("--seeds 3 --tuned")
     # What tuning chose, from the documented lr, for each of the claim's arms.
     assert row["tuned_settings"].startswith("adam model.lr 0.001 -> ")
-    assert "(3 trials); sgd model.lr 0.1 -> " in row["tuned_settings"]
+    assert "(2 trials); sgd model.lr 0.1 -> " in row["tuned_settings"]
