@@ -70,7 +70,10 @@ def _tuned_settings(claim: dict[str, Any], section: dict[str, Any]) -> str:
             f"{key} {entry['documented_settings'].get(key, '?'):g} -> {value:g}"
             for key, value in chosen.items()
         )
-        parts.append(f"{entry['arm']} {changes} ({entry['trials']} trials)")
+        # A choice at the edge of the trials: a wider search might choose further out.
+        edges = ", ".join(entry["at_edge"])
+        edge = f", at the edge of its trials: {edges}" if edges else ""
+        parts.append(f"{entry['arm']} {changes} ({entry['trials']} trials{edge})")
     rule = f"on seeds {section['seeds']}, {section['metric']}, {section['budget']} budget"
     return f"{'; '.join(parts)}; {rule}"
 
