@@ -62,6 +62,10 @@ class TuningSection:
     """task settings over the tier's, for the trials only (e.g. a shorter total_timesteps)"""
     select: SelectRule = field(default_factory=SelectRule)
     """the selection metric and rule"""
+    include_documented: bool = False
+    """the documented setting is one more trial of each searched arm (the last), run on the
+    tuning seeds like the others: tuning then never selects a setting that scored below the
+    documented one on the tuning seeds"""
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,24 @@ def trial_values(spaces: dict[str, Space], n: int) -> list[dict[str, Any]]:
     return trials
 
 
+def _documented_values(optimizers: dict, spaces: dict[str, Space], arm: str) -> dict[str, Any]:
+    """The documented value of each searched ``role.field`` (``include_documented``'s trial)."""
+    values = {}
+    for name in spaces:
+        role, _, path = name.partition(".")
+        node: Any = optimizers[role].to_dict()
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(
+                    "include_documented needs the documented value of every searched field; "
+                    f"arm {arm!r} does not set it (write the default into the arm)",
+                    key=f"tuning.search.{arm}.{name}",
+                )
+            node = node[part]
+        values[name] = node
+    return values
+
+
 def _with_settings(optimizers: dict[str, dict], settings: dict[str, Any], key: str) -> dict:
     """Copies of the role specs with ``role.field`` settings applied and validated."""
     from suite.config import resolve_spec
@@ -379,9 +401,12 @@ def build_plan(experiment, with_set: bool = True) -> Plan:
                 )
         spaces[arm] = arm_spaces
         tasks[arm] = _trial_task(experiment, section, arm, with_set)
+        values = trial_values(arm_spaces, n)
+        if section.include_documented:
+            values.append(_documented_values(documented, arm_spaces, arm))
         trials[arm] = [
-            Trial(arm, i, values, _with_settings(documented, values, f"tuning.search.{arm}"))
-            for i, values in enumerate(trial_values(arm_spaces, n))
+            Trial(arm, i, v, _with_settings(documented, v, f"tuning.search.{arm}"))
+            for i, v in enumerate(values)
         ]
     return Plan(section, metric, direction, section.budget, tasks, spaces, trials)
 

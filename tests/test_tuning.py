@@ -179,7 +179,8 @@ def constructed_results(experiment, plan, spoil=None) -> list[Result]:
     out = []
     for run in tuning.trial_runs(experiment, plan):
         index = int(run.arm.rpartition("@t")[2])
-        value = TRUE_MEANS[index] + (0.5 if run.seed == plan.seeds[0] else -0.5)
+        mean = TRUE_MEANS[index] if index < len(TRUE_MEANS) else 4.0  # include_documented's
+        value = mean + (0.5 if run.seed == plan.seeds[0] else -0.5)
         result = fake_result(run, value)
         if spoil:
             result = spoil(run, index, result)
@@ -548,6 +549,35 @@ def test_a_selected_documented_setting_reuses_the_documented_runs(tmp_path):
     documented = [Result.for_run(run, metrics={METRIC: 5.0}) for run in expand_runs(experiment)]
     results = tuning.tuned_results(experiment, plan, chosen, store, documented)
     assert [(r.arm, r.metrics[METRIC]) for r in results] == [("sgd_momentum", 5.0)]
+
+
+def test_include_documented_makes_the_documented_setting_the_last_trial():
+    # Trial 5 is the documented setting; scoring 20 on the tuning seeds, it is selected.
+    experiment = experiment_with(section(include_documented=True))
+    plan = tuning.build_plan(experiment)
+    assert plan.counts == {"adam": 6, "sgd_momentum": 6} and plan.equal_budget
+    last = plan.trials["adam"][-1]
+    assert (last.index, last.settings) == (5, {"q.lr": 2.3e-3})  # the quickstart's adam lr
+    assert last.optimizers == {r: s.to_dict() for r, s in experiment.arms["adam"].items()}
+    assert [t.settings for t in plan.trials["adam"][:5]] == [
+        t.settings for t in tuning.build_plan(experiment_with(section())).trials["adam"]
+    ]  # the searched trials are those without it
+
+    def documented_best(run, index, result):
+        return fake_result(run, 20.0) if index == 5 else result
+
+    chosen = tuning.select(plan, constructed_results(experiment, plan, documented_best))
+    assert tuning.selected_documented(experiment, chosen["adam"])
+    arms = {run.arm for run in tuning.evaluation_runs(experiment, plan, chosen)}
+    assert arms == {"adam", "sgd_momentum"}  # both documented: no ARM@tuned runs
+
+
+def test_include_documented_needs_every_searched_value_in_the_arm():
+    search = {"adam": {"q": {"kwargs.eps": {"log_range": [1.0e-8, 1.0e-4]}}}}
+    with pytest.raises(ConfigError) as error:
+        experiment_with(section(search=search, include_documented=True))
+    assert error.value.key == "tuning.search.adam.q.kwargs.eps"
+    assert "include_documented needs the documented value" in error.value.message
 
 
 def expand_runs(experiment):

@@ -70,6 +70,8 @@ def _tuned_settings(claim: dict[str, Any], section: dict[str, Any]) -> str:
             f"{key} {entry['documented_settings'].get(key, '?'):g} -> {value:g}"
             for key, value in chosen.items()
         )
+        if entry["selected_documented"]:  # a trial of include_documented won
+            changes = f"the documented {', '.join(f'{k} {v:g}' for k, v in chosen.items())}"
         # A choice at the edge of the trials: a wider search might choose further out.
         edges = ", ".join(entry["at_edge"])
         edge = f", at the edge of its trials: {edges}" if edges else ""
