@@ -153,3 +153,10 @@ def test_pack_and_unpack_round_trip(tmp_path):
     assert (tmp_path / "b" / "sub" / "y.bin").read_bytes() == b"\0\1"
     assert not (tmp_path / "b" / ".tmp").exists()
     assert pack_directory(tmp_path / "missing") == pack_directory(tmp_path / "empty-too")
+    # A shipped run directory replaces the driver's copy: a checkpoint its finished run dropped
+    # goes, hidden temporary files stay.
+    (tmp_path / "b" / "checkpoint.pt").write_bytes(b"stale")
+    (tmp_path / "b" / ".result.json.7.tmp").write_bytes(b"a write in flight")
+    unpack_directory(pack_directory(source), tmp_path / "b", replace=True)
+    kept = sorted(p.relative_to(tmp_path / "b").as_posix() for p in (tmp_path / "b").rglob("*"))
+    assert kept == [".result.json.7.tmp", "sub", "sub/y.bin", "x.txt"]

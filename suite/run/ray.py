@@ -144,8 +144,14 @@ def pack_directory(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def unpack_directory(data: bytes, directory: Path) -> None:
-    """Write the files of a pack_directory archive into ``directory``, each one atomically."""
+def unpack_directory(data: bytes, directory: Path, replace: bool = False) -> None:
+    """Write the files of a pack_directory archive into ``directory``, each one atomically.
+
+    :param replace: then remove the files of ``directory`` the archive lacks (a shipped run
+        directory started as a copy of the driver's, so what its run removed, e.g. the
+        checkpoint a finished run drops, goes here too); hidden temporary files stay.
+    """
+    written = set()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
         for member in archive.getmembers():
             if not member.isfile():
@@ -154,6 +160,11 @@ def unpack_directory(data: bytes, directory: Path) -> None:
             if directory.resolve() not in target.parents:
                 raise ValueError(f"archive member {member.name!r} points outside {directory}")
             write_atomic(target, archive.extractfile(member).read())
+            written.add(target)
+    if replace:
+        for path in directory.rglob("*"):
+            if path.is_file() and not path.name.startswith(".") and path.resolve() not in written:
+                path.unlink()
 
 
 def run_on_worker(
@@ -364,7 +375,7 @@ def _collect(
         )
         return
     if shipped is not None:
-        unpack_directory(shipped, store.run_dir(run))
+        unpack_directory(shipped, store.run_dir(run), replace=True)
     result = store.load_result(store.run_dir(run).relative_to(store.root))
     if result is None:
         _record_failure(store, run, owner, f"the worker returned {status!r} but no result.json")
