@@ -170,3 +170,20 @@ def test_the_tuned_verdict_heads_the_ledger_before_the_documented_arms_ran(tmp_p
     assert (
         "(2 trials" in row["tuned_settings"] and "; sgd model.lr 0.1 -> " in row["tuned_settings"]
     )
+
+
+def test_a_tuned_setting_below_its_documented_one_is_flagged():
+    def entry(tuned, documented, same=False):
+        return {
+            "tuned": {"m": {"mean": tuned}},
+            "documented": {"m": {"mean": documented}},
+            "selected_documented": same,
+        }
+
+    higher, lower = {"metric": "m", "direction": "higher"}, {"metric": "m", "direction": "lower"}
+    flagged = ledger._below(higher, entry(3.57, 4.78))
+    assert flagged == "; BELOW its documented setting on the evaluation seeds, m 3.57 vs 4.78"
+    assert ledger._below(higher, entry(4.78, 3.57)) == ""
+    assert ledger._below(lower, entry(4.78, 3.57)).startswith("; BELOW")
+    assert ledger._below(higher, entry(3.0, 4.0, same=True)) == ""  # the same runs
+    assert ledger._below(higher, entry(None, 4.0)) == ""  # not run yet

@@ -75,9 +75,27 @@ def _tuned_settings(claim: dict[str, Any], section: dict[str, Any]) -> str:
         # A choice at the edge of the trials: a wider search might choose further out.
         edges = ", ".join(entry["at_edge"])
         edge = f", at the edge of its trials: {edges}" if edges else ""
-        parts.append(f"{entry['arm']} {changes} ({entry['trials']} trials{edge})")
+        parts.append(
+            f"{entry['arm']} {changes} ({entry['trials']} trials{edge}{_below(claim, entry)})"
+        )
     rule = f"on seeds {section['seeds']}, {section['metric']}, {section['budget']} budget"
     return f"{'; '.join(parts)}; {rule}"
+
+
+def _below(claim: dict[str, Any], entry: dict[str, Any]) -> str:
+    """A warning where the tuned setting scored worse than the documented one on the
+    evaluation seeds (selection on few tuning seeds can pick by luck): the tuned comparison then
+    faces a weaker arm than no tuning would."""
+    metric = claim["metric"]
+    tuned, documented = entry["tuned"].get(metric, {}), entry["documented"].get(metric, {})
+    t, d = tuned.get("mean"), documented.get("mean")
+    if t is None or d is None or entry["selected_documented"]:
+        return ""
+    worse = t < d if claim["direction"] == "higher" else t > d
+    return (
+        f"; BELOW its documented setting on the evaluation seeds, {metric} {t:.4g} vs {d:.4g}"
+        * worse
+    )
 
 
 def _row(
