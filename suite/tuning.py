@@ -276,21 +276,28 @@ def trial_values(spaces: dict[str, Space], n: int) -> list[dict[str, Any]]:
     return trials
 
 
-def _documented_values(optimizers: dict, spaces: dict[str, Space], arm: str) -> dict[str, Any]:
-    """The documented value of each searched ``role.field`` (``include_documented``'s trial)."""
-    values = {}
-    for name in spaces:
+def documented_settings(optimizers: dict, names) -> dict[str, Any]:
+    """The documented value of each ``role.field`` in ``names`` (None where the spec sets none)."""
+    out = {}
+    for name in names:
         role, _, path = name.partition(".")
         node: Any = optimizers[role].to_dict()
         for part in path.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(
-                    "include_documented needs the documented value of every searched field; "
-                    f"arm {arm!r} does not set it (write the default into the arm)",
-                    key=f"tuning.search.{arm}.{name}",
-                )
-            node = node[part]
-        values[name] = node
+            node = node.get(part) if isinstance(node, dict) else None
+        out[name] = node
+    return out
+
+
+def _documented_values(optimizers: dict, spaces: dict[str, Space], arm: str) -> dict[str, Any]:
+    """The documented value of each searched ``role.field`` (``include_documented``'s trial)."""
+    values = documented_settings(optimizers, spaces)
+    for name, value in values.items():
+        if value is None:
+            raise ConfigError(
+                "include_documented needs the documented value of every searched field; "
+                f"arm {arm!r} does not set it (write the default into the arm)",
+                key=f"tuning.search.{arm}.{name}",
+            )
     return values
 
 

@@ -61,18 +61,6 @@ def metric_stats(results: list[Result], arm: str, metric: str) -> dict[str, Any]
     }
 
 
-def _documented_settings(experiment, arm: str, names: list[str]) -> dict[str, Any]:
-    """The documented values of the searched ``role.field`` settings of ``arm``."""
-    out = {}
-    for name in names:
-        role, _, path = name.partition(".")
-        node: Any = experiment.arms[arm][role].to_dict()
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        out[name] = node
-    return out
-
-
 def _best(rows: list[dict[str, Any]], key: str, metric: str, direction: str) -> str | None:
     """The arm(s) with the best mean of ``metric`` in ``rows[i][key]``, "a = b" on a tie (None
     if no arm has a value). A best mean, not a significant difference: see the CIs."""
@@ -118,7 +106,7 @@ def tuning_section(
                 "tuned_arm": tuning.tuned_name(arm) if chosen and not same else arm,
                 "selected_documented": same,
                 "trials": len(plan.trials.get(arm, [])),
-                "documented_settings": _documented_settings(experiment, arm, names),
+                "documented_settings": tuning.documented_settings(experiment.arms[arm], names),
                 "selected": chosen.selected.to_dict() if chosen and chosen.selected else None,
                 "complete": chosen.complete if chosen else True,
                 "scores": [s.to_dict() for s in chosen.scores] if chosen else [],
