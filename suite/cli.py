@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from suite.errors import ConfigError, ResultsError
@@ -195,6 +196,11 @@ def _add_ledger_verbs(verbs) -> None:
     records.add_argument("action", choices=("save", "load"))
     records.add_argument("experiment", nargs="?", help="only this experiment (default: all)")
     records.add_argument("--results", default="results", help="results directory")
+    records.add_argument(
+        "--root",
+        help="records folder (default: the repository's records/, which the ledger reads); "
+        "bench/parity-records/NAME keeps a parity bench's two sides apart",
+    )
     verdicts = verbs.add_parser(
         "verdicts", help="the verdict ledger: every claim judged on the committed records"
     )
@@ -549,7 +555,7 @@ def cmd_records(args) -> int:
     from suite.records import load, read_records, save
     from suite.store import Store
 
-    root = PROJECT_ROOT / "records"
+    root = Path(args.root) if args.root else PROJECT_ROOT / "records"
     store = Store(args.results)
     if args.action == "save":
         counts = save(store, root, args.experiment)

@@ -187,3 +187,21 @@ def test_a_tuned_setting_below_its_documented_one_is_flagged():
     assert ledger._below(lower, entry(4.78, 3.57)).startswith("; BELOW")
     assert ledger._below(higher, entry(3.0, 4.0, same=True)) == ""  # the same runs
     assert ledger._below(higher, entry(None, 4.0)) == ""  # not run yet
+
+
+def test_records_root_keeps_a_second_folder_apart(recorded, tmp_path):
+    # A parity bench's two sides share run ids (same experiment, arm and seeds): each side gets
+    # its own records folder, and the repository's records/ (what the ledger reads) is untouched.
+    results, _ = recorded
+    side = tmp_path / "parity-records" / "lone"
+    ledger_files = sorted((PROJECT_ROOT / "records").rglob("*.jsonl"))
+    assert (
+        main(["records", "save", EXPERIMENT, "--results", str(results), "--root", str(side)]) == 0
+    )
+    assert len(read_records(side, EXPERIMENT)) == 10
+    assert sorted((PROJECT_ROOT / "records").rglob("*.jsonl")) == ledger_files
+    fresh = tmp_path / "fresh"
+    assert main(["records", "load", EXPERIMENT, "--results", str(fresh), "--root", str(side)]) == 0
+    assert {r.run_id for r in Store(fresh).results(EXPERIMENT)} == {
+        r.run_id for r in Store(results).results(EXPERIMENT)
+    }
