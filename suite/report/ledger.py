@@ -92,10 +92,9 @@ def _below(claim: dict[str, Any], entry: dict[str, Any]) -> str:
     if t is None or d is None or entry["selected_documented"]:
         return ""
     worse = t < d if claim["direction"] == "higher" else t > d
-    return (
-        f"; BELOW its documented setting on the evaluation seeds, {metric} {t:.4g} vs {d:.4g}"
-        * worse
-    )
+    if not worse:
+        return ""
+    return f"; BELOW its documented setting on the evaluation seeds, {metric} {t:.4g} vs {d:.4g}"
 
 
 def _row(
