@@ -126,6 +126,11 @@ def test_ledger_counts_a_stacks_time_once_and_names_the_claims_arms():
     assert (
         Result.core_seconds.fget(stacked) == 25.0
     )  # each of the 4 seeds records the stack's 100 s
+    runs = [SimpleNamespace(arm=arm) for arm in ("a", "a@t00", "a@tuned", "b", "c@t01")]
+    tuned = [r.arm for r in ledger._runs_behind(runs, {"a", "b"}, tuned=True)]
+    assert tuned == ["a", "a@t00", "a@tuned", "b"]
+    documented = [r.arm for r in ledger._runs_behind(runs, {"a", "b"}, tuned=False)]
+    assert documented == ["a", "b"]
     experiment = SimpleNamespace(name="exp", budget="quick", arms={"a": {}, "b": {}, "c": {}})
     command = ledger._command(experiment, 10, tuned=True, stacked=True, arms=["a", "b"])
     assert (

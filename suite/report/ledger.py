@@ -97,12 +97,19 @@ def _below(claim: dict[str, Any], entry: dict[str, Any]) -> str:
     return f"; BELOW its documented setting on the evaluation seeds, {metric} {t:.4g} vs {d:.4g}"
 
 
+def _runs_behind(results: list[Result], arms: set[str], tuned: bool) -> list[Result]:
+    """The runs a verdict's compute and hardware count: a tuned verdict's hold its arms'
+    trials (ARM@tNN) and tuned runs (ARM@tuned); a documented verdict's only the arms' own
+    runs, though trials of the same arms exist (a rule judged on a tuned experiment's arm)."""
+    return [r for r in results if (r.arm.split("@")[0] if tuned else r.arm) in arms]
+
+
 def _row(
     experiment, claim: dict, tuned_claim: dict | None, results: list[Result], section: dict | None
 ) -> dict:
     headline = tuned_claim if tuned_claim and _has_runs(tuned_claim) else claim
     arms = set(_claim_arms(claim))
-    used = [r for r in results if r.arm.split("@")[0] in arms]
+    used = _runs_behind(results, arms, tuned=headline is tuned_claim)
     n_per_arm = headline.get("n_per_arm") or {}
     row = {
         "claim": claim["id"],
