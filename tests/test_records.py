@@ -177,6 +177,29 @@ def test_the_tuned_verdict_heads_the_ledger_before_the_documented_arms_ran(tmp_p
     )
 
 
+def test_a_claim_judged_by_one_experiment_is_one_row_naming_the_unrun_one():
+    def row(claim, experiment, verdict):
+        names = {"claim": claim, "experiment": experiment, "command": experiment}
+        return {**names, "verdict": verdict, "statement": claim, "tuned": False}
+
+    rows = [
+        row("gan", "full-width", "not-run"),
+        row("gan", "proxy", "inconclusive"),
+        row("fid", "proxy", "not-run"),  # judged nowhere: stays not-run
+        row("sac", "a", "weaker"),
+        row("sac", "b", "reproduced"),  # judged twice: both rows stay
+    ]
+    folded = ledger.fold_not_run(rows)
+    assert [(r["claim"], r["experiment"]) for r in folded] == [
+        ("gan", "proxy"),
+        ("fid", "proxy"),
+        ("sac", "a"),
+        ("sac", "b"),
+    ]
+    assert folded[0]["not_run_elsewhere"] == [{"experiment": "full-width", "command": "full-width"}]
+    assert "- not run: its other experiment, `full-width`" in ledger.markdown(folded)
+
+
 def test_a_tuned_setting_below_its_documented_one_is_flagged():
     def entry(tuned, documented, same=False):
         return {

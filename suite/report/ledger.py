@@ -220,7 +220,22 @@ def build(records_root: Path, names: list[str] | None = None) -> list[dict[str, 
             done = {row["claim"] for row in rows}
             rows += [r for r in _not_run(name) if r["claim"] not in done]
             ledger += rows
-    return ledger
+    return fold_not_run(ledger)
+
+
+def fold_not_run(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per claim where another experiment judged it: an experiment of the same claim
+    with no records (the full-width GPU setup beside its CPU proxy) is named under the judged
+    row (``not_run_elsewhere``) rather than listed as a second, not-run verdict of the claim."""
+    judged = {row["claim"]: row for row in ledger if row["verdict"] != "not-run"}
+    kept = []
+    for row in ledger:
+        if row["verdict"] == "not-run" and row["claim"] in judged:
+            other = judged[row["claim"]].setdefault("not_run_elsewhere", [])
+            other.append({"experiment": row["experiment"], "command": row["command"]})
+        else:
+            kept.append(row)
+    return kept
 
 
 def _cell(value: Any) -> str:
@@ -280,5 +295,8 @@ def markdown(ledger: list[dict[str, Any]]) -> str:
                 f"- hardware: {row['hardware']}; compute: {_hours(row.get('compute_s'))} of "
                 "one core (each run's process time; a stack's shared by its seeds)"
             )
-        lines += [f"- reproduce: `{row['command']}`", ""]
+        lines.append(f"- reproduce: `{row['command']}`")
+        for other in row.get("not_run_elsewhere", []):
+            lines.append(f"- not run: its other experiment, `{other['command']}`")
+        lines.append("")
     return "\n".join(lines)
