@@ -227,7 +227,10 @@ def fold_not_run(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per claim where another experiment judged it: an experiment of the same claim
     with no records (the full-width GPU setup beside its CPU proxy) is named under the judged
     row (``not_run_elsewhere``) rather than listed as a second, not-run verdict of the claim."""
-    judged = {row["claim"]: row for row in ledger if row["verdict"] != "not-run"}
+    judged: dict[str, dict[str, Any]] = {}
+    for row in ledger:  # the first judged row of each claim
+        if row["verdict"] != "not-run":
+            judged.setdefault(row["claim"], row)
     kept = []
     for row in ledger:
         if row["verdict"] == "not-run" and row["claim"] in judged:
