@@ -63,13 +63,19 @@ def metric_stats(results: list[Result], arm: str, metric: str) -> dict[str, Any]
 
 def _best(rows: list[dict[str, Any]], key: str, metric: str, direction: str) -> str | None:
     """The arm(s) with the best mean of ``metric`` in ``rows[i][key]``, "a = b" on a tie (None
-    if no arm has a value). A best mean, not a significant difference: see the CIs."""
+    if no arm has a value). A best mean, not a significant difference: see the CIs. In the
+    tuned column an arm without a search stands as documented, and is named "(not tuned)"."""
     scored = {r["arm"]: r[key][metric]["mean"] for r in rows if r[key][metric]["mean"] is not None}
     if not scored:
         return None
     pick = max if direction == "higher" else min
     top = pick(scored.values())
-    return " = ".join(arm for arm, value in scored.items() if value == top)
+    untuned = {r["arm"] for r in rows if key == "tuned" and not r["trials"]}
+    return " = ".join(
+        arm + (" (not tuned)" if arm in untuned else "")
+        for arm, value in scored.items()
+        if value == top
+    )
 
 
 def tuning_section(
