@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gans.data import ImageData, ImageDataConfig, cache_root, load_image_data, random_hflip
+from suite.paths import PROJECT_ROOT
 
 # name -> (stage widths, residual blocks per stage). Written by hand; `resnet` is the CIFAR-10
 # network (a narrow ResNet-8 after He et al. 2016 §4.2), `cnn` the grey-image one, `tiny` the
@@ -210,6 +211,13 @@ def _train_classifier(data: ImageData, settings: ClassifierSettings, device: str
     return model.eval(), record
 
 
+COMMITTED = PROJECT_ROOT / "records" / "feature-networks"
+"""Classifiers committed beside the records they scored: training is not reproducible across
+CPUs (the same seed gave 82.45% test accuracy on one machine and 82.80% on another), so a new
+machine loads the committed weights rather than training other ones. A run names the weights'
+digest in each score's scale (gans/scores.py Scorer.metric_scales)."""
+
+
 def cache_path(config: ImageDataConfig, arch: str) -> Path:
     name = f"{config.name}-{config.image_size}px-{config.channels}ch-{arch}.pt"
     return cache_root(config) / "classifiers" / name
@@ -231,16 +239,24 @@ def load_classifier(path: Path, device: str) -> tuple[Classifier, dict[str, Any]
     return model.to(device).eval(), record
 
 
+def _found(path: Path, folder: Path) -> Path | None:
+    """``path``'s name in ``folder``, else another architecture's file for the same dataset
+    there (resnet_small on CPU), else None."""
+    exact = folder / path.name
+    if exact.exists():
+        return exact
+    return next(iter(sorted(folder.glob(f"{path.stem.rsplit('-', 1)[0]}-*.pt"))), None)
+
+
 def cached_or_trained(
     config: ImageDataConfig, device: str, log=print, settings: ClassifierSettings | None = None
 ) -> tuple[Classifier, dict[str, Any]]:
-    """The cached classifier for this dataset, or one trained now on its full training split
-    (whatever ``max_train`` the run uses) and cached for the next run."""
+    """The cached classifier for this dataset, else the committed one (COMMITTED), else one
+    trained now on its full training split (whatever ``max_train`` the run uses) and cached."""
     full = replace(config, max_train=None, max_test=None)
     arch = settings.arch if settings else ("resnet" if full.channels == 3 else "cnn")
     path = cache_path(full, arch)
-    if not path.exists():  # another architecture cached for this dataset (resnet_small on CPU)
-        path = next(iter(sorted(path.parent.glob(f"{path.stem.rsplit('-', 1)[0]}-*.pt"))), path)
+    path = _found(path, path.parent) or _found(path, COMMITTED) or path
     if path.exists():
         model, record = load_classifier(path, device)
         record["cache_file"] = str(path)

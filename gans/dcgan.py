@@ -846,6 +846,7 @@ def run_details(
 ) -> dict:
     details = {
         "scores": scorer.details(config.eval_samples),
+        "metric_scales": scorer.metric_scales(),
         "data": {
             "name": data.name,
             "source": data.description,

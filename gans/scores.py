@@ -502,6 +502,17 @@ class Scorer:
         is_key, fid_key = self.keys
         return {is_key: is_mean, fid_key: frechet_distance(self.mu, self.sigma, mu, sigma)}
 
+    def metric_scales(self) -> dict[str, str]:
+        """Each score's scale for the judge (suite/judge/metrics.py declared_scale). A classifier
+        retrained elsewhere has other weights (CPUs differ in their kernels: the same seed gave
+        82.45% on one machine, 82.80% on another), and its scores another scale: the weights'
+        digest is part of it, so the judge never compares scores from two classifiers."""
+        d = self.network.details
+        if self.network.kind != "classifier" or "weights_sha256" not in d:
+            return {}  # Inception's weights are fixed; a test's stand-in network has no digest
+        scale = f"classifier-features ({d.get('arch')}, weights {d['weights_sha256']})"
+        return dict.fromkeys(self.keys, scale)
+
     def details(self, samples: int) -> dict[str, Any]:
         """The metric settings every result carries."""
         details = {

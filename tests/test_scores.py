@@ -3,6 +3,7 @@ from being read as Inception scores."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -130,6 +131,9 @@ def test_scores_are_labeled_as_not_inception():
     assert details["samples"] == 123 and details["reference_split"] == "test"
     assert details["reference_images"] == 50 and details["resizing"].startswith("none")
     assert scorer.keys == ("eval/is_classifier", "eval/fid_classifier")
+    # Each score's scale names the weights, so the judge never compares two classifiers' scores.
+    scale = f"classifier-features (tiny, weights {network.details['weights_sha256']})"
+    assert scorer.metric_scales() == dict.fromkeys(scorer.keys, scale)
 
 
 def test_collapse_statistics():
@@ -158,6 +162,28 @@ def test_tiny_classifier_learns_an_easy_split_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(3), expected)
     assert record["test_accuracy"] >= 0.75 and record["arch"] == "tiny"
     assert model(tiny_data().test).shape == (32, 2)
+
+
+def test_a_new_machine_loads_the_committed_classifier_not_a_new_one(tmp_path, monkeypatch):
+    # Training is not reproducible across CPUs: with an empty cache, the committed weights are
+    # loaded (no training, which would fail here: the data path does not exist).
+    import gans.classifier as classifier
+
+    config = ImageDataConfig(source="archive", path=str(tmp_path / "cifar10-jpeg.tar.gz"), channels=3)
+    config = dataclasses.replace(config, cache_dir=str(tmp_path / "cache"))
+    committed = tmp_path / "committed"
+    torch.manual_seed(0)
+    model = Classifier("tiny", 3, 10)
+    record = {"arch": "tiny", "in_channels": 3, "num_classes": 10, "test_accuracy": 0.5}
+    classifier.save_classifier(model, record, committed / "cifar10-jpeg-32px-3ch-tiny.pt")
+    monkeypatch.setattr(classifier, "COMMITTED", committed)
+    loaded, got = classifier.cached_or_trained(config, "cpu", settings=tiny_settings())
+    assert got["cache_file"] == str(committed / "cifar10-jpeg-32px-3ch-tiny.pt")
+    assert weights_digest(loaded) == weights_digest(model)
+    # A classifier in this machine's cache comes first (one trained here with --force).
+    classifier.save_classifier(model, record, classifier.cache_path(config, "tiny"))
+    _, got = classifier.cached_or_trained(config, "cpu", settings=tiny_settings())
+    assert got["cache_file"].startswith(str(tmp_path / "cache"))
 
 
 def test_without_torch_fidelity_auto_falls_back_and_inception_is_an_error(tmp_path, monkeypatch):

@@ -189,6 +189,29 @@ def test_value_on_another_scale_is_not_comparable():
     assert evaluate_claim(c, classifier, "quick").verdict == "reproduced"
 
 
+def test_arms_scored_on_different_declared_scales_are_not_compared():
+    # The DCGAN proxy's IS from two classifiers (retrained on two machines): arm a's runs on
+    # weights w1, b's on w2, with a difference that would otherwise be decided (+2 every seed).
+    a, b = [3.1, 3.0, 3.2, 3.1, 3.0], [1.1, 1.0, 1.2, 1.1, 1.0]
+    rs = runs(a, b, "eval/is_classifier")
+    for r in rs:
+        r.details["metric_scales"] = {"eval/is_classifier": f"features w{1 + (r.arm == 'b')}"}
+    c = claim(metric="eval/is_classifier", baseline="b")
+    outcome = evaluate_claim(c, rs, "quick")
+    assert (
+        outcome.verdict == "inconclusive" and "not comparable: the runs measured" in outcome.reason
+    )
+    assert "a: 5 on features w1; b: 5 on features w2" in outcome.reason
+    # One scale for every run: judged as before.
+    for r in rs:
+        r.details["metric_scales"] = {"eval/is_classifier": "features w1"}
+    assert evaluate_claim(c, rs, "quick").verdict == "reproduced"
+    # Records from before the declaration (none declared) beside declared ones: not compared.
+    del rs[0].details["metric_scales"]
+    outcome = evaluate_claim(c, rs, "quick")
+    assert "a: 1 on none declared, 4 on features w1" in outcome.reason
+
+
 def test_value_claim_without_scale_is_a_load_time_error():
     entry = {"id": "x", "statement": "s", "metric": "m", "direction": "higher", "arm": "a"}
     with pytest.raises(ConfigError, match=r"^claims\[0\].scale: a value claim needs"):

@@ -31,7 +31,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEGENERATE_FLAGS", "METRICS", "MetricInfo", "is_degenerate", "metric_info"]
+__all__ = [
+    "DEGENERATE_FLAGS",
+    "METRICS",
+    "MetricInfo",
+    "declared_scale",
+    "is_degenerate",
+    "metric_info",
+]
 
 DEGENERATE_FLAGS = ("eval/degenerate", "eval/collapsed")
 
@@ -100,6 +107,14 @@ def metric_info(metric: str, results: list[Any] = ()) -> MetricInfo:
                 info.sign, scale or info.scale, _bound(low), _bound(high), info.value_tolerance
             )
     return info
+
+
+def declared_scale(result: Any, metric: str) -> str | None:
+    """The scale one run declares for ``metric`` (``details["metric_scales"]``), None if it
+    declares none. Runs on different declared scales are never compared (the judge's guard
+    ``mixed_scales``): e.g. a classifier IS whose feature network was retrained on another
+    machine, whose weights differ."""
+    return ((getattr(result, "details", None) or {}).get("metric_scales") or {}).get(metric)
 
 
 def _bound(x: Any) -> float | None:

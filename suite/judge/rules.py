@@ -4,12 +4,12 @@
 
 1. :func:`suite.judge.verdicts.precheck` — the one place that decides not-run (an arm has no
    runs), smoke-only (smoke budget) and too few seeds (fewer than MIN_SEEDS values per arm).
-2. :data:`GUARDS` — data that makes any interval meaningless: no finite values, a baseline that
-   is degenerate in most seeds, a relative effect on values that are not all positive, a
-   saturated metric (zero spread in both arms, or every run at a bound), a claimed value on
-   another scale than the metric, unpaired arms of very unequal size (fewer than
-   IMBALANCE_MIN_SEEDS seeds in the smaller, IMBALANCE_FACTOR x as many in the other). Each
-   gives "inconclusive" with its reason.
+2. :data:`GUARDS` — data that makes any interval meaningless: runs on different declared scales,
+   no finite values, a baseline that is degenerate in most seeds, a relative effect on values
+   that are not all positive, a saturated metric (zero spread in both arms, or every run at a
+   bound), a claimed value on another scale than the metric, unpaired arms of very unequal size
+   (fewer than IMBALANCE_MIN_SEEDS seeds in the smaller, IMBALANCE_FACTOR x as many in the
+   other). Each gives "inconclusive" with its reason.
 3. :data:`RULES` — keyed by the claim's kind: computes the interval and the label. A new kind
    of claim is one function here and one row in the table.
 4. :data:`ADJUSTMENTS` — what the data rules out afterwards: censoring (a censored baseline
@@ -49,7 +49,7 @@ import numpy as np
 
 from suite.judge import stats, verdicts
 from suite.judge.claims import Claim
-from suite.judge.metrics import MetricInfo, is_degenerate
+from suite.judge.metrics import MetricInfo, declared_scale, is_degenerate
 from suite.judge.runs import is_censored, run_class
 from suite.result import Result
 
@@ -98,6 +98,8 @@ class ArmValues:
     n_missing: int = 0
     censored: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     degenerate: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    scales: dict[str | None, int] = field(default_factory=dict)
+    """runs per declared scale of the metric (None: undeclared), over the runs in ``seeds``"""
 
 
 def arm_values(results: list[Result], arm: str, metric: str) -> ArmValues:
@@ -119,6 +121,8 @@ def arm_values(results: list[Result], arm: str, metric: str) -> ArmValues:
             out.n_missing += 1
             continue
         out.seeds.append(r.seed)
+        scale = declared_scale(r, metric)
+        out.scales[scale] = out.scales.get(scale, 0) + 1
         values.append(float(r.metrics[metric]) if kind == "finished" else float("nan"))
         # Flags on every run that did not diverge (a NaN value of a finished run included).
         censored.append(r.status != "diverged" and is_censored(r, metric))
@@ -241,6 +245,23 @@ def _saturated(s: Sample) -> str | None:
     return None
 
 
+def mixed_scales(s: Sample) -> str | None:
+    """Runs measured on different declared scales (suite/judge/metrics.py declared_scale), in
+    one arm or across arms, are not comparable: no interval over them means anything."""
+    scales = {scale for a in s.raw for scale in a.scales}
+    if len(scales) < 2:
+        return None
+    where = "; ".join(
+        f"{a.name}: "
+        + ", ".join(f"{n} on {scale or 'none declared'}" for scale, n in a.scales.items())
+        for a in s.raw
+    )
+    return (
+        f"not comparable: the runs measured {s.claim.metric} on different scales ({where}); "
+        "rerun the arms on one scale"
+    )
+
+
 def _scale(s: Sample) -> str | None:
     """A claimed value, or an absolute effect the claim puts on a scale, is judged only on a
     metric of that scale ("+1.2 IS" on Inception features is not +1.2 on classifier features)."""
@@ -293,6 +314,7 @@ def imbalance(s: Sample) -> str | None:
 
 
 GUARDS: tuple[Callable[[Sample], str | None], ...] = (
+    mixed_scales,
     _scale,
     _baseline_degenerate,
     _relative_sign,
