@@ -169,7 +169,9 @@ def test_a_new_machine_loads_the_committed_classifier_not_a_new_one(tmp_path, mo
     # loaded (no training, which would fail here: the data path does not exist).
     import gans.classifier as classifier
 
-    config = ImageDataConfig(source="archive", path=str(tmp_path / "cifar10-jpeg.tar.gz"), channels=3)
+    config = ImageDataConfig(
+        source="archive", path=str(tmp_path / "cifar10-jpeg.tar.gz"), channels=3
+    )
     config = dataclasses.replace(config, cache_dir=str(tmp_path / "cache"))
     committed = tmp_path / "committed"
     torch.manual_seed(0)
