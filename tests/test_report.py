@@ -392,3 +392,44 @@ def test_per_arm_intervals_stay_inside_the_metrics_known_range():
     runs = [constructed_result("a", i, "done", {"eval/return_final": v})
             for i, v in enumerate([1.02, 1.05, 1.9])]  # fmt: skip
     assert _metric_stats(runs, "eval/return_final")["ci_low"] == pytest.approx(0.082, abs=1e-3)
+
+
+def test_comparison_refuses_arms_on_different_declared_scales():
+    from types import SimpleNamespace
+
+    from suite.report.build import _metric_stats, comparison
+    from suite.report.render import comparison_lines
+    from tests.helpers import constructed_result
+
+    def runs(arm, values, scale):
+        out = [constructed_result(arm, i, "done", {"eval/is_classifier": v})
+               for i, v in enumerate(values)]  # fmt: skip
+        for r in out:
+            if scale:
+                r.details["metric_scales"] = {"eval/is_classifier": scale}
+        return out
+
+    experiment = SimpleNamespace(arms={"a": {}, "b": {}}, claims=[], metrics=["eval/is_classifier"])
+    # Same scale: b - a = 2 on every seed, a figure with an interval.
+    same = runs("a", [3.0, 3.5, 4.0], "w1") + runs("b", [5.0, 5.5, 6.0], "w1")
+    (c,) = comparison(experiment, same)
+    assert c["best"] == "b" and c["rows"][0]["difference"] == pytest.approx(-2.0)
+    assert c["rows"][0]["distinguishable"] and "not_comparable" not in c["rows"][0]
+    # The same numbers from two feature networks: no figure, and no winner.
+    mixed = runs("a", [3.0, 3.5, 4.0], "w1") + runs("b", [5.0, 5.5, 6.0], "w2")
+    (c,) = comparison(experiment, mixed)
+    row = c["rows"][0]
+    assert row["not_comparable"] == {"a": ["w1"], "b": ["w2"]}
+    assert not row["distinguishable"] and np.isnan(row["difference"])
+    assert (
+        c["winner"] == "winner on eval/is_classifier: none; the arms' runs are on different scales"
+    )
+    assert "a - b: not comparable, measured on different scales (a: w1; b: w2)" in "\n".join(
+        comparison_lines([c])
+    )
+    # One arm's own runs on two scales (or some declaring none): its mean says so.
+    stats = _metric_stats(
+        runs("a", [3.0, 3.5], "w1") + runs("a", [4.0], None), "eval/is_classifier"
+    )
+    assert stats["mixed_scales"] == ["none declared", "w1"]
+    assert "mixed_scales" not in _metric_stats(runs("a", [3.0, 3.5], "w1"), "eval/is_classifier")

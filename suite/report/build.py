@@ -41,7 +41,7 @@ import numpy as np
 
 from suite.config import select_results
 from suite.judge.evaluate import ClaimOutcome, evaluate_claims
-from suite.judge.metrics import metric_info
+from suite.judge.metrics import declared_scale, metric_info
 from suite.judge.runs import CENSORABLE_SUFFIX, is_censored, run_class
 from suite.judge.stats import holm, mean_t_ci, summarize
 from suite.report import render, tuning
@@ -149,6 +149,9 @@ def _metric_stats(results: list[Result], name: str) -> dict[str, Any]:
         "n": int(values.size),
         "n_nonfinite": n_nonfinite,
     }
+    scales = run_scales(results, name)
+    if len(scales) > 1:  # a mean over two scales is no figure: the cell says so
+        out["mixed_scales"] = scales
     if name.endswith(CENSORABLE_SUFFIX):
         out["n_censored"] = sum(is_censored(r, name) for r in results)
         # A run that never reached the threshold enters at its step budget, so this is a
@@ -158,6 +161,13 @@ def _metric_stats(results: list[Result], name: str) -> dict[str, Any]:
         if budgets and all(isinstance(b, (int, float)) for b in budgets):
             out["ci_low"], out["ci_high"] = max(low, 0.0), min(high, float(max(budgets)))
     return out
+
+
+def run_scales(results: list[Result], metric: str) -> list[str]:
+    """The distinct scales ``results`` declare for ``metric`` (suite/judge/metrics.py
+    declared_scale; "none declared" for a run without one), for the runs holding it."""
+    held = [r for r in results if metric in (r.metrics or {})]
+    return sorted({declared_scale(r, metric) or "none declared" for r in held})
 
 
 def _arm_summary(arm: str, specs: dict, results: list[Result]) -> dict[str, Any]:
@@ -595,6 +605,18 @@ def compare_arms(
     }
 
 
+def _compared_row(arm: str, base: str, values: dict, scales: dict, direction: str) -> dict:
+    """``arm`` against ``base``, or no figure where their runs declare different scales (the
+    judge's guard mixed_scales: e.g. IS from two feature networks)."""
+    row = {"arm": arm, **compare_arms(values[arm], values[base], direction)}
+    if len(scales[arm]) == 1 and scales[arm] == scales[base]:
+        return row
+    nan = float("nan")
+    row.update(difference=nan, ci_low=nan, ci_high=nan, p_better=nan, distinguishable=False)
+    row["not_comparable"] = {arm: scales[arm], base: scales[base]}
+    return row
+
+
 def comparison(experiment, results: list[Result], reference: str | None = None) -> list[dict]:
     """Per comparison metric: the best arm (or ``reference``) and every other arm against it.
 
@@ -611,8 +633,12 @@ def comparison(experiment, results: list[Result], reference: str | None = None) 
         pick = max if direction == "higher" else min
         best = pick(means, key=means.get)
         base = reference if reference in values else best
+        scales = {
+            arm: run_scales([r for r in results if r.arm == arm and r.seed in v], metric)
+            for arm, v in values.items()
+        }
         rows = [
-            {"arm": arm, **compare_arms(values[arm], values[base], direction)}
+            _compared_row(arm, base, values, scales, direction)
             for arm in experiment.arms
             if arm != base and values[arm]
         ]

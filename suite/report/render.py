@@ -153,7 +153,10 @@ def _metric_cell(m: dict[str, Any] | None, threshold: float | None = None) -> st
             level = f"{threshold:g}" if threshold is not None else "the threshold"
             text += f"; censored: never reached {level} in {m['n_censored']}/{m['n']}"
         return text
-    return f"{_num(m['mean'])} [{_num(m['ci_low'])}, {_num(m['ci_high'])}] n={m['n']}"
+    text = f"{_num(m['mean'])} [{_num(m['ci_low'])}, {_num(m['ci_high'])}] n={m['n']}"
+    if m.get("mixed_scales"):
+        text += f"; mixed scales: {', '.join(m['mixed_scales'])}"
+    return text
 
 
 def _int(x: float | None) -> str:
@@ -275,6 +278,10 @@ def comparison_parts(c: dict) -> tuple[str, list[str], str | None]:
     rows = []
     for row in c["rows"]:
         arm, n = row["arm"], row["n"]
+        if row.get("not_comparable"):
+            scales = "; ".join(f"{a}: {', '.join(v)}" for a, v in row["not_comparable"].items())
+            rows.append(f"{arm} - {base}: not comparable, measured on different scales ({scales})")
+            continue
         if not _finite(row["ci_low"]):
             verdict = f"not distinguishable at n = {n} (an interval needs 2 seeds)"
         elif row["distinguishable"]:
@@ -319,8 +326,10 @@ COMPARISON_NOTE = (
 
 def winner_line(c: dict) -> str:
     """Who won on one metric's comparison, or that no arm is distinguishable."""
-    beaten = [r for r in c["rows"] if r["distinguishable"]]
     best = c["best"]
+    if any(r.get("not_comparable") for r in c["rows"]):
+        return f"winner on {c['metric']}: none; the arms' runs are on different scales"
+    beaten = [r for r in c["rows"] if r["distinguishable"]]
     if len(beaten) == len(c["rows"]):
         return f"winner on {c['metric']}: {best}, ahead of every other arm"
     if beaten:
