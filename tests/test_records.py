@@ -215,6 +215,12 @@ def test_a_tuned_setting_below_its_documented_one_is_flagged():
     assert ledger._below(lower, entry(4.78, 3.57)).startswith("; BELOW")
     assert ledger._below(higher, entry(3.0, 4.0, same=True)) == ""  # the same runs
     assert ledger._below(higher, entry(None, 4.0)) == ""  # not run yet
+    # Tuned runs scored by one feature network, documented runs by another: not compared.
+    mixed = entry(3.57, 4.78)
+    mixed["tuned"]["m"]["scales"], mixed["documented"]["m"]["scales"] = ["w2"], ["none declared"]
+    assert (
+        ledger._below(higher, mixed) == "; its documented runs are on another scale, not compared"
+    )
 
 
 def test_records_root_keeps_a_second_folder_apart(recorded, tmp_path):

@@ -552,6 +552,18 @@ def test_the_tuned_best_arm_names_an_arm_without_a_search_as_not_tuned(tmp_path)
     assert data["best"] == {"documented": "adam", "tuned": "adam (not tuned)"}
 
 
+def test_no_best_arm_is_named_across_arms_on_different_scales():
+    from suite.report.tuning import _best
+
+    def row(arm, mean, scales):
+        return {"arm": arm, "trials": [1], "tuned": {"m": {"mean": mean, "scales": scales}}}
+
+    same = [row("a", 3.0, ["w1"]), row("b", 2.0, ["w1"])]
+    assert _best(same, "tuned", "m", "higher") == "a"
+    mixed = [row("a", 3.0, ["w1"]), row("b", 2.0, ["w2"])]
+    assert _best(mixed, "tuned", "m", "higher") == "none: the arms' runs are on different scales"
+
+
 def test_a_selected_documented_setting_reuses_the_documented_runs(tmp_path):
     experiment = experiment_with(section())  # sgd_momentum's trial 2 is lr 1e-2, its documented
     plan = tuning.build_plan(experiment)

@@ -117,6 +117,13 @@ def declared_scale(result: Any, metric: str) -> str | None:
     return ((getattr(result, "details", None) or {}).get("metric_scales") or {}).get(metric)
 
 
+def run_scales(results: list[Any], metric: str) -> list[str]:
+    """The distinct scales ``results`` declare for ``metric`` ("none declared" for a run without
+    one), over the runs that hold it: more than one, and their values are not one sample."""
+    held = [r for r in results if metric in (getattr(r, "metrics", None) or {})]
+    return sorted({declared_scale(r, metric) or "none declared" for r in held})
+
+
 def _bound(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from suite.config import select_results
 from suite.judge.evaluate import ClaimOutcome, evaluate_claims
-from suite.judge.metrics import declared_scale, metric_info
+from suite.judge.metrics import metric_info, run_scales
 from suite.judge.runs import CENSORABLE_SUFFIX, is_censored, run_class
 from suite.judge.stats import holm, mean_t_ci, summarize
 from suite.report import render, tuning
@@ -161,13 +161,6 @@ def _metric_stats(results: list[Result], name: str) -> dict[str, Any]:
         if budgets and all(isinstance(b, (int, float)) for b in budgets):
             out["ci_low"], out["ci_high"] = max(low, 0.0), min(high, float(max(budgets)))
     return out
-
-
-def run_scales(results: list[Result], metric: str) -> list[str]:
-    """The distinct scales ``results`` declare for ``metric`` (suite/judge/metrics.py
-    declared_scale; "none declared" for a run without one), for the runs holding it."""
-    held = [r for r in results if metric in (r.metrics or {})]
-    return sorted({declared_scale(r, metric) or "none declared" for r in held})
 
 
 def _arm_summary(arm: str, specs: dict, results: list[Result]) -> dict[str, Any]:

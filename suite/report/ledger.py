@@ -91,6 +91,8 @@ def _below(claim: dict[str, Any], entry: dict[str, Any]) -> str:
     t, d = tuned.get("mean"), documented.get("mean")
     if t is None or d is None or entry["selected_documented"]:
         return ""
+    if tuned.get("scales") != documented.get("scales"):  # two feature networks: no comparison
+        return "; its documented runs are on another scale, not compared"
     worse = t < d if claim["direction"] == "higher" else t > d
     if not worse:
         return ""

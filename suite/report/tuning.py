@@ -40,6 +40,7 @@ def _finite(x: float | None) -> float | None:
 def metric_stats(results: list[Result], arm: str, metric: str) -> dict[str, Any]:
     """Mean and 95% Student-t CI of ``metric`` over ``arm``'s runs with a finite value; diverged
     (or NaN), failed and censored runs are counted beside it (suite/judge/runs.py)."""
+    from suite.judge.metrics import run_scales
     from suite.judge.runs import is_censored, run_class
     from suite.judge.stats import mean_t_ci
 
@@ -58,6 +59,7 @@ def metric_stats(results: list[Result], arm: str, metric: str) -> dict[str, Any]
         "n_diverged": classes.count("diverged"),
         "n_failed": classes.count("failed"),
         "n_censored": sum(is_censored(r, metric) for r in finished),
+        "scales": run_scales(finished, metric),
     }
 
 
@@ -68,6 +70,8 @@ def _best(rows: list[dict[str, Any]], key: str, metric: str, direction: str) -> 
     scored = {r["arm"]: r[key][metric]["mean"] for r in rows if r[key][metric]["mean"] is not None}
     if not scored:
         return None
+    if len({tuple(r[key][metric].get("scales", ())) for r in rows if r["arm"] in scored}) > 1:
+        return "none: the arms' runs are on different scales"
     pick = max if direction == "higher" else min
     top = pick(scored.values())
     untuned = {r["arm"] for r in rows if key == "tuned" and not r["trials"]}
