@@ -239,3 +239,20 @@ def test_records_root_keeps_a_second_folder_apart(recorded, tmp_path):
     assert {r.run_id for r in Store(fresh).results(EXPERIMENT)} == {
         r.run_id for r in Store(results).results(EXPERIMENT)
     }
+
+
+def test_the_ledger_names_the_scale_its_measured_runs_declare():
+    from tests.helpers import constructed_result
+
+    def run(arm, seed, scale=None):
+        r = constructed_result(arm, seed, "done", {"m": 1.0})
+        if scale:
+            r.details["metric_scales"] = {"m": scale}
+        return r
+
+    # A tuned verdict: a@tuned and b@tuned on w2 are measured; a's documented runs (on no
+    # declared scale) and the trials are not; c, without a search, stands as documented.
+    used = [run("a@tuned", 0, "w2"), run("b@tuned", 0, "w2"), run("a", 0), run("a@t00", 100)]
+    assert ledger._declared_scales(used, "m") == ["w2"]
+    assert ledger._declared_scales([*used, run("c", 0, "w3")], "m") == ["w2", "w3"]
+    assert ledger._declared_scales([run("a", 0), run("b", 0)], "m") == []  # none declared

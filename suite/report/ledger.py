@@ -106,6 +106,21 @@ def _runs_behind(results: list[Result], arms: set[str], tuned: bool) -> list[Res
     return [r for r in results if (r.arm.split("@")[0] if tuned else r.arm) in arms]
 
 
+def _declared_scales(used: list[Result], metric: str) -> list[str]:
+    """The scales the measured runs declare for ``metric`` ([] if none does): not the trials,
+    and an arm's documented runs only where it has no ARM@tuned runs (a documented setting
+    selected, or an arm without a search)."""
+    from suite.judge.metrics import run_scales
+    from suite.tuning import run_kind
+
+    tuned = {r.arm.split("@")[0] for r in used if run_kind(r.arm) == "tuned"}
+    measured = [
+        r for r in used if run_kind(r.arm) == "tuned" or not ("@" in r.arm or r.arm in tuned)
+    ]
+    scales = run_scales(measured, metric)
+    return [] if scales == ["none declared"] else scales
+
+
 def _row(
     experiment, claim: dict, tuned_claim: dict | None, results: list[Result], section: dict | None
 ) -> dict:
@@ -138,6 +153,7 @@ def _row(
         "hardware": _hardware(used),
         "compute_s": round(sum(r.core_seconds for r in used), 1),
         "stacked": any(r.details.get("stacked") for r in used),
+        "scales": _declared_scales(used, claim["metric"]),
     }
     seeds = max(n_per_arm.values(), default=0)
     row["command"] = _command(experiment, seeds, row["tuned"], row["stacked"], _claim_arms(claim))
@@ -296,6 +312,8 @@ def markdown(ledger: list[dict[str, Any]]) -> str:
                     f"{row['documented_measured_text']}"
                 )
             lines.append(f"- units: {_cell(row.get('units'))}")
+            if row.get("scales"):
+                lines.append(f"- scale (declared by the runs): {'; '.join(row['scales'])}")
             lines.append(
                 f"- hardware: {row['hardware']}; compute: {_hours(row.get('compute_s'))} of "
                 "one core (each run's process time; a stack's shared by its seeds)"
