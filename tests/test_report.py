@@ -424,9 +424,9 @@ def test_comparison_refuses_arms_on_different_declared_scales():
     assert (
         c["winner"] == "winner on eval/is_classifier: none; the arms' runs are on different scales"
     )
-    assert "a - b: not comparable, measured on different scales (a: w1; b: w2)" in "\n".join(
-        comparison_lines([c])
-    )
+    lines = "\n".join(comparison_lines([c]))
+    assert "a - b: not comparable, measured on different scales (a: w1; b: w2)" in lines
+    assert "reference: b" in lines and "best: b" not in lines
     # One arm's own runs on two scales (or some declaring none): its mean says so.
     stats = _metric_stats(
         runs("a", [3.0, 3.5], "w1") + runs("a", [4.0], None), "eval/is_classifier"

@@ -270,7 +270,9 @@ def comparison_parts(c: dict) -> tuple[str, list[str], str | None]:
     arm, and the winner line (None when the arms are compared against a chosen reference)."""
     metric, base = c["metric"], c["reference"]
     integer = metric.endswith("steps_to_threshold")
-    named = "reference" if base != c["best"] else "best"
+    # Across scales no arm is best: the others are only set beside it.
+    mixed = any(r.get("not_comparable") for r in c["rows"])
+    named = "reference" if base != c["best"] or mixed else "best"
     head = (
         f"comparison on {metric} ({c['direction']} is better): {named}: {base}, "
         f"mean {_num(c['means'][base])}"
