@@ -31,18 +31,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SIDES = {"sb3": [], "stacked": ["--stack-seeds"]}
 
 
+def seeds(args) -> list[int]:
+    return list(range(args.first_seed, args.first_seed + args.seeds))
+
+
+def seed_words(args) -> list[str]:
+    """``--seeds N`` for seeds 0..N-1; a fresh replication's seeds as the file's list."""
+    if args.first_seed == 0:
+        return ["--seeds", str(args.seeds)]
+    return [f"--set=seeds={seeds(args)}".replace(" ", "")]
+
+
 def command(args, side: str, root: str) -> list[str]:
     return [
         "nice", "-n", "5", sys.executable, "-m", "suite", "run", args.experiment,
-        "--arms", args.arm, "--seeds", str(args.seeds), "--budget", args.budget,
+        "--arms", args.arm, *seed_words(args), "--budget", args.budget,
         "--workers", str(args.workers), "--results", root, "--no-report",
         *[f"--set={setting}" for setting in args.set], *SIDES[side],
     ]  # fmt: skip
 
 
 def load_results(root: str, args, side: str) -> list:
-    """The side's finished records of this experiment, arm and budget, seeds 0..N-1, relabelled
-    with the side as their arm (the claim compares arm 'stacked' with arm 'sb3')."""
+    """The side's finished records of this experiment, arm and budget at the chosen seeds,
+    relabelled with the side as their arm (the claim compares arm 'stacked' with arm 'sb3')."""
     from suite.result import Result
 
     results = []
@@ -51,7 +62,7 @@ def load_results(root: str, args, side: str) -> list:
         chosen = (result.experiment, result.arm, result.budget) == (
             args.experiment, args.arm, args.budget,
         )  # fmt: skip
-        if chosen and result.seed < args.seeds:
+        if chosen and result.seed in seeds(args):
             result.arm = side
             results.append(result)
     return sorted(results, key=lambda r: r.seed)
@@ -91,7 +102,11 @@ def main() -> None:
     parser.add_argument("--experiment", default="quickstart")
     parser.add_argument("--arm", default="adam")
     parser.add_argument("--budget", default="quick")
-    parser.add_argument("--seeds", type=int, default=16, help="seeds 0..N-1 a side")
+    parser.add_argument("--seeds", type=int, default=16, help="N seeds a side")
+    parser.add_argument(
+        "--first-seed", type=int, default=0,
+        help="seeds FIRST..FIRST+N-1 (default 0): a fresh replication at seeds no earlier look used",
+    )  # fmt: skip
     parser.add_argument("--margin", type=float, default=25.0, help="absolute, fixed in advance")
     parser.add_argument("--metrics", default="eval/return_final,eval/return_auc")
     parser.add_argument("--lone", required=True, help="results folder of the SB3 side")
