@@ -825,11 +825,11 @@ def networks(gan: GAN) -> dict[str, nn.Module]:
 
 
 def final_metrics(last_eval: dict[str, float], scorer: Scorer) -> dict[str, float]:
-    """The result's metrics: the last evaluation's collapse flag and scores, and the early
-    statistics (``early_metrics``) where ``train_seeds`` added them to ``last_eval``."""
-    is_key, fid_key = scorer.keys
+    """The result's metrics: the last evaluation's collapse flag and scores (IS, FID, effective
+    classes), and the early statistics (``early_metrics``) where ``train_seeds`` added them to
+    ``last_eval``."""
     metrics = {"eval/collapsed": last_eval["eval/collapsed"]}
-    for key in (is_key, fid_key, *EARLY_METRICS):
+    for key in (*scorer.keys, scorer.classes_key, *EARLY_METRICS):
         if key in last_eval:
             metrics[key] = last_eval[key]
     return metrics

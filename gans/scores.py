@@ -71,6 +71,19 @@ def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, floa
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def effective_classes(logits: torch.Tensor) -> float:
+    """How many classes generated images spread over: exp of the entropy of the histogram of
+    their predicted classes (argmax of logits, N x K). 1 when every image falls in one class, K
+    when they spread evenly. Mode dropping between classes lowers it, where the collapse flag
+    (``collapse_statistics``) sees only near-constant images: a generator of varied images of
+    one class has IS near 1, is not flagged collapsed, and has 1 class here. Reading a GAN's mode
+    coverage off a classifier's labels follows Santurkar et al. 2018 ("A classification-based
+    study of covariate shift in GAN distributions"), who report class histograms."""
+    counts = torch.bincount(logits.argmax(dim=1), minlength=logits.shape[1]).double()
+    shares = counts[counts > 0] / counts.sum()
+    return float(torch.exp(-(shares * shares.log()).sum()))
+
+
 def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance (unbiased, float64) of features, N x D."""
     array = features.double().cpu().numpy()
@@ -494,13 +507,22 @@ class Scorer:
     def keys(self) -> tuple[str, str]:
         return f"eval/is_{self.network.kind}", f"eval/fid_{self.network.kind}"
 
+    @property
+    def classes_key(self) -> str:
+        return f"eval/classes_{self.network.kind}"
+
     def score(self, images: torch.Tensor) -> dict[str, float]:
-        """IS and FID of generated uint8 images: {"eval/is_<kind>": ..., "eval/fid_<kind>": ...}."""
+        """IS, FID and the effective number of classes of generated uint8 images:
+        {"eval/is_<kind>": ..., "eval/fid_<kind>": ..., "eval/classes_<kind>": ...}."""
         logits, features = self.network.logits_and_features(images)
         is_mean, _ = inception_score(logits, self.splits)
         mu, sigma = feature_statistics(features)
         is_key, fid_key = self.keys
-        return {is_key: is_mean, fid_key: frechet_distance(self.mu, self.sigma, mu, sigma)}
+        return {
+            is_key: is_mean,
+            fid_key: frechet_distance(self.mu, self.sigma, mu, sigma),
+            self.classes_key: effective_classes(logits),
+        }
 
     def metric_scales(self) -> dict[str, str]:
         """Each score's scale for the judge (suite/judge/metrics.py declared_scale). A classifier
@@ -511,7 +533,7 @@ class Scorer:
         if self.network.kind != "classifier" or "weights_sha256" not in d:
             return {}  # Inception's weights are fixed; a test's stand-in network has no digest
         scale = f"classifier-features ({d.get('arch')}, weights {d['weights_sha256']})"
-        return dict.fromkeys(self.keys, scale)
+        return dict.fromkeys((*self.keys, self.classes_key), scale)
 
     def details(self, samples: int) -> dict[str, Any]:
         """The metric settings every result carries."""

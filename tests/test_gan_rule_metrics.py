@@ -137,7 +137,8 @@ def test_a_run_records_the_statistics_of_its_first_fifth(tmp_path, monkeypatch):
 
 def test_a_short_run_records_only_what_it_always_recorded(tmp_path, monkeypatch):
     result = direct_run(tmp_path, toy_config(), SPECS, "short", monkeypatch)  # 4 steps
-    assert set(result.metrics) == {"eval/collapsed", "eval/is_classifier", "eval/fid_classifier"}
+    scores = {"eval/is_classifier", "eval/fid_classifier", "eval/classes_classifier"}
+    assert set(result.metrics) == {"eval/collapsed", *scores}
 
 
 def test_a_run_interrupted_inside_the_window_resumes_to_the_same_statistics(tmp_path, monkeypatch):

@@ -258,7 +258,12 @@ def test_dcgan_run_with_scores_inception_records_inception_keys(
         result = dcgan.train(config, specs, ctx)
     finally:
         ctx.close()
-    assert set(result.metrics) == {"eval/is_inception", "eval/fid_inception", "eval/collapsed"}
+    assert set(result.metrics) == {
+        "eval/is_inception",
+        "eval/fid_inception",
+        "eval/classes_inception",
+        "eval/collapsed",
+    }
     assert [step for step, _ in result.curves["eval/fid_inception"]] == [2]
     assert result.metrics["eval/is_inception"] >= 1.0 and result.metrics["eval/fid_inception"] > 0
     scores = result.details["scores"]

@@ -17,6 +17,7 @@ from gans.scores import (
     build_scorer,
     classifier_network,
     collapse_statistics,
+    effective_classes,
     frechet_distance,
     inception_network,
     inception_score,
@@ -120,6 +121,8 @@ def test_identical_sets_give_fid_zero_and_degenerate_images_score_worse():
     assert constant["eval/fid_classifier"] > 10 * other_real["eval/fid_classifier"]
     assert constant["eval/is_classifier"] == pytest.approx(1.0)
     assert other_real["eval/is_classifier"] > 1.0
+    # One image repeated falls in one class (the counts: test_effective_classes_by_hand).
+    assert constant["eval/classes_classifier"] == 1.0
 
 
 def test_scores_are_labeled_as_not_inception():
@@ -133,7 +136,23 @@ def test_scores_are_labeled_as_not_inception():
     assert scorer.keys == ("eval/is_classifier", "eval/fid_classifier")
     # Each score's scale names the weights, so the judge never compares two classifiers' scores.
     scale = f"classifier-features (tiny, weights {network.details['weights_sha256']})"
-    assert scorer.metric_scales() == dict.fromkeys(scorer.keys, scale)
+    keys = ("eval/is_classifier", "eval/fid_classifier", "eval/classes_classifier")
+    assert scorer.metric_scales() == dict.fromkeys(keys, scale)
+
+
+def one_hot_logits(classes: list[int], k: int = 10) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor(classes), k).float() * 5.0
+
+
+def test_effective_classes_by_hand():
+    # All in one class: 1. Evenly over 4 of 10 classes: 4.
+    assert effective_classes(one_hot_logits([3] * 8)) == pytest.approx(1.0)
+    assert effective_classes(one_hot_logits([0, 1, 2, 9] * 10)) == pytest.approx(4.0)
+    # Shares 1/2, 1/4, 1/4: entropy 1.5 ln 2, so 2 ** 1.5 classes.
+    assert effective_classes(one_hot_logits([5, 5, 1, 7])) == pytest.approx(2**1.5)
+    # Only the argmax counts, not how sure the classifier is.
+    soft = one_hot_logits([0, 1, 2, 9] * 10) * 0.01 + 0.3
+    assert effective_classes(soft) == pytest.approx(4.0)
 
 
 def test_collapse_statistics():

@@ -68,6 +68,10 @@ METRICS: tuple[tuple[str, MetricInfo], ...] = (
     ("*/fid_inception", MetricInfo("positive", "tf-inception", 0.0, None)),
     ("*/is_classifier", MetricInfo("positive", "classifier-features", 1.0, 10.0)),
     ("*/fid_classifier", MetricInfo("positive", "classifier-features", 0.0, None)),
+    # The effective number of classes among generated images (gans/scores.py
+    # effective_classes): 1 (all in one class) to the classifier's class count.
+    ("*/classes_inception", MetricInfo("positive", "tf-inception", 1.0, 1000.0)),
+    ("*/classes_classifier", MetricInfo("positive", "classifier-features", 1.0, 10.0)),
     ("*steps_to_threshold", MetricInfo("positive", "env-steps", 0.0, None)),
     ("*_nats", MetricInfo("positive", "nats", 0.0, None)),
     ("*_bpd", MetricInfo("positive", "bits-per-dim", 0.0, None)),

@@ -229,6 +229,9 @@ METRIC_MEANINGS = {
     "collapsed": "1 if the generator's samples at the last evaluation were (near-)constant "
     "(per-pixel std below 0.02 across or within samples), else 0; the arm's mean is its collapse "
     "rate",
+    "classes_classifier": "effective number of classes among the last evaluation's samples "
+    "(exp of the entropy of their predicted classes): 10 = spread evenly over CIFAR-10's classes, "
+    "1 = all in one class (mode collapse onto a class; higher = fewer modes dropped)",
     "early_generator_loss_change": "mean absolute change of the generator's loss from one step "
     "to the next over the first 20% of generator steps (loss units per step; higher = the loss "
     "oscillates more early on)",
