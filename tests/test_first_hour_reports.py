@@ -144,6 +144,26 @@ def test_a_claim_metric_no_run_records_fails_at_the_end_of_the_first_run(
     assert sorted(results.rglob("result.json")) == done and "[1/4]" not in out
 
 
+def test_the_resume_check_takes_a_metric_any_finished_run_recorded(monkeypatch):
+    # Runs from before a trainer recorded a metric lack it; one later run that has it will do.
+    from types import SimpleNamespace
+
+    from suite import cli, config
+    from suite.errors import ConfigError
+
+    runs = [
+        SimpleNamespace(status="done", metrics={"eval/a": 1.0}),
+        SimpleNamespace(status="done", metrics={"eval/a": 1.0, "eval/b": 2.0}),
+        SimpleNamespace(status="failed", metrics={"eval/c": 3.0}),
+    ]
+    monkeypatch.setattr(config, "select_results", lambda experiment, store: runs)
+    experiment = SimpleNamespace(metrics=["eval/b"], claims=[], trainer="t", path="e.yaml")
+    cli._check_recorded_results(experiment, store=None)
+    experiment.metrics = ["eval/c"]  # only a failed run has it
+    with pytest.raises(ConfigError, match="'eval/c' is not recorded"):
+        cli._check_recorded_results(experiment, store=None)
+
+
 # --- 4: `report` where nothing ran ---------------------------------------------------------
 
 
